@@ -1,0 +1,89 @@
+"""Command line: ``innerloop train | eval | reproduce | configs``.
+
+User mistakes print one line, ``innerloop: error: ...``, and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from innerloop.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse's default prints usage too)
+        sys.stderr.write(f"innerloop: error: {message} (see 'innerloop {self.prog.split()[-1]} --help')\n")
+        sys.exit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="innerloop", description="Few-shot meta-learning with learned inner loops.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="meta-train from a config file or shipped config name")
+    t.add_argument("config", help="a TOML file, or a shipped name such as sinusoid/alfa-maml (see 'innerloop configs')")
+    t.add_argument("--out", required=True, help="run directory (config.toml, metrics.jsonl, checkpoint.pt)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. inner.steps=1")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
+
+    e = sub.add_parser("eval", help="evaluate a trained run on its fixed test tasks")
+    e.add_argument("run_dir")
+    e.add_argument("--tasks", type=int, default=None, help="number of test tasks (default: eval.tasks)")
+    e.add_argument("--steps", type=int, default=None, help="inner steps at test time (default: eval.steps or inner.steps)")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+
+    r = sub.add_parser("reproduce", help="train and evaluate a paper table")
+    r.add_argument("name", help="alfa-sinusoid")
+    r.add_argument("--budget", default="smoke", help="smoke | paper")
+    r.add_argument("--out", required=True)
+    r.add_argument("--jobs", type=int, default=1, help="rows trained in parallel processes")
+    r.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    r.add_argument("--only", default=None, help="comma-separated row-id substrings to run")
+
+    sub.add_parser("configs", help="list the shipped configs")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "configs":
+            from innerloop.config import list_shipped
+
+            print("\n".join(list_shipped()))
+        elif args.command == "train":
+            from innerloop import config
+            from innerloop.evaluate import evaluate_run
+            from innerloop.train import train
+
+            cfg = config.load(args.config, args.set)
+            summary = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
+            print(json.dumps({"run": args.out, **summary}))
+            if not args.no_eval:
+                result = evaluate_run(args.out)
+                print(json.dumps(result))
+        elif args.command == "eval":
+            from innerloop.evaluate import evaluate_run
+
+            result = evaluate_run(args.run_dir, args.tasks, args.steps)
+            if args.json:
+                print(json.dumps(result))
+            else:
+                print(f"{result['metric']}: {result['mean']:.4f} +- {result['ci95']:.4f} "
+                      f"(95% CI, {result['tasks']} tasks, {result['steps']} steps)")
+        elif args.command == "reproduce":
+            from innerloop.reproduce import run_reproduction
+
+            run_reproduction(args.name, args.budget, args.out, jobs=args.jobs, device=args.device, only=args.only)
+    except UserError as e:
+        sys.stderr.write(f"innerloop: error: {e}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

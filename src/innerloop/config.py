@@ -1,0 +1,304 @@
+"""Experiment configuration: typed dataclasses, TOML files, ``--set key=value`` overrides.
+
+Every mistake (unknown key, wrong type, impossible value) raises :class:`ConfigError` with a
+one-line message naming the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from innerloop.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class TaskConfig:
+    family: str = "sinusoid"
+    shots: int = 10
+    query: int = 10  # query points per task during meta-training
+    eval_query: int = 100  # query points per evaluation task
+    amplitude: list[float] = field(default_factory=lambda: [0.1, 5.0])
+    frequency: list[float] = field(default_factory=lambda: [0.8, 1.2])
+    phase: list[float] = field(default_factory=lambda: [0.0, math.pi])
+    x_range: list[float] = field(default_factory=lambda: [-5.0, 5.0])
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"
+    hidden: list[int] = field(default_factory=lambda: [40, 40])
+    activation: str = "relu"
+
+
+@dataclass
+class InitConfig:
+    kind: str = "learned"  # learned | fixed
+    seed: int = 104  # fixed init: the seed theta_0 is drawn from (ALFA's default seed)
+    scheme: str = "xavier"  # fixed init: xavier | model
+
+
+@dataclass
+class RuleConfig:
+    kind: str = "sgd"  # sgd | lslr | alfa
+    lr: float = 0.01
+    weight_decay: float = 5e-4
+    generator_layers: int = 3
+    inputs: str = "both"
+    alpha: str = "adaptive"
+    beta: str = "adaptive"
+    alpha_granularity: str = "step_layer"
+    beta_granularity: str = "step_layer"
+    per_param_decay: bool = False
+    detach_grad_input: bool = True
+
+
+@dataclass
+class InnerConfig:
+    steps: int = 5
+    order: str = "second"  # second | first
+
+
+@dataclass
+class ObjectiveConfig:
+    kind: str = "final"  # final | msl
+    msl_epochs: int = 15
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 70000
+    meta_batch: int = 25
+    meta_lr: float = 1e-3
+    seed: int = 0
+    epoch_length: int = 500  # iterations per "epoch" (MSL schedule)
+    log_every: int = 100
+    checkpoint_every: int = 1000
+    executor: str = "auto"  # auto | vmap | loop
+    checkpoint_unroll: int = 0  # 0: off; c: keep every c-th inner state, recompute the rest
+    device: str = "cpu"
+    dtype: str = "float32"
+    clip_grad: float = 0.0  # 0: off; else clamp every meta-gradient entry to [-c, c]
+    max_bad_steps: int = 10  # consecutive non-finite steps before training stops
+
+
+@dataclass
+class EvalConfig:
+    tasks: int = 600
+    steps: int | None = None  # None: the training inner steps
+    seed: int = 2020
+    chunk: int = 100
+
+
+@dataclass
+class Config:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    rule: RuleConfig = field(default_factory=RuleConfig)
+    inner: InnerConfig = field(default_factory=InnerConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+CHOICES = {
+    "task.family": ("sinusoid",),
+    "model.name": ("mlp",),
+    "model.activation": ("relu", "tanh", "leaky_relu"),
+    "init.kind": ("learned", "fixed"),
+    "init.scheme": ("xavier", "model"),
+    "rule.kind": ("sgd", "lslr", "alfa"),
+    "inner.order": ("second", "first"),
+    "objective.kind": ("final", "msl"),
+    "train.executor": ("auto", "vmap", "loop"),
+    "train.dtype": ("float32", "float64"),
+}
+
+
+def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
+    """Check ``value`` against a dataclass field type; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            if arg is type(None):
+                if value is None:
+                    return True, None
+                continue
+            ok, v = _type_ok(value, arg)
+            if ok:
+                return True, v
+        return False, value
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            return False, value
+        out = []
+        for item in value:
+            ok, v = _type_ok(item, inner)
+            if not ok:
+                return False, value
+            out.append(v)
+        return True, out
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if tp is str:
+        return isinstance(value, str), value
+    return False, value
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def apply(cfg: Config, data: dict[str, Any], where: str = "config") -> Config:
+    """Merge a nested dict (e.g. parsed TOML) into ``cfg``, validating keys and types."""
+    hints = typing.get_type_hints(Config)
+    for section, values in data.items():
+        if section not in hints:
+            raise ConfigError(f"unknown section [{section}] in {where}; valid sections: {', '.join(hints)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{section}] in {where} must be a table of keys, got {values!r}")
+        sub = getattr(cfg, section)
+        sub_hints = typing.get_type_hints(type(sub))
+        for key, value in values.items():
+            if key not in sub_hints:
+                raise ConfigError(
+                    f"unknown key '{section}.{key}' in {where}; valid keys: {', '.join(sub_hints)}"
+                )
+            ok, v = _type_ok(value, sub_hints[key])
+            if not ok:
+                raise ConfigError(
+                    f"'{section}.{key}' in {where} must be {_type_name(sub_hints[key])}, got {value!r}"
+                )
+            setattr(sub, key, v)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Impossible settings, caught before any training starts."""
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in allowed:
+            raise ConfigError(f"'{key}' = {value!r} is not one of {list(allowed)}")
+    t, tr = cfg.task, cfg.train
+    for name in ("amplitude", "frequency", "phase", "x_range"):
+        if len(getattr(t, name)) != 2:
+            raise ConfigError(f"'task.{name}' must be a [low, high] pair, got {getattr(t, name)}")
+    if t.shots < 1 or t.query < 1 or t.eval_query < 1:
+        raise ConfigError("task.shots, task.query and task.eval_query must all be >= 1")
+    if cfg.inner.steps < 1:
+        raise ConfigError(f"inner.steps = {cfg.inner.steps}: {cfg.rule.kind} needs at least 1 inner step")
+    if cfg.eval.steps is not None and cfg.eval.steps < 0:
+        raise ConfigError("eval.steps must be >= 0 (or omitted to use inner.steps)")
+    if tr.iterations < 0 or tr.meta_batch < 1 or tr.log_every < 1 or tr.checkpoint_every < 1:
+        raise ConfigError("train.iterations >= 0, train.meta_batch >= 1, train.log_every >= 1, train.checkpoint_every >= 1")
+    if not tr.meta_lr > 0:
+        raise ConfigError(f"train.meta_lr must be > 0, got {tr.meta_lr}")
+    if cfg.eval.tasks < 1 or cfg.eval.chunk < 1:
+        raise ConfigError("eval.tasks and eval.chunk must be >= 1")
+    if cfg.init.kind == "fixed" and cfg.rule.kind == "sgd":
+        raise ConfigError("init.kind = 'fixed' with rule.kind = 'sgd' has nothing to meta-learn: use rule.kind = 'alfa'")
+    if cfg.model.name == "mlp" and any(h < 1 for h in cfg.model.hidden):
+        raise ConfigError(f"model.hidden sizes must be >= 1, got {cfg.model.hidden}")
+    if not tr.device.startswith(("cpu", "cuda", "mps")):
+        raise ConfigError(f"train.device = {tr.device!r}: use 'cpu', 'cuda' or 'cuda:N'")
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``section.key=value`` -> (section, key, value); the value is parsed as TOML, else a string."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: write it as section.key=value, e.g. --set inner.steps=1")
+    path, raw = text.split("=", 1)
+    if path.count(".") != 1:
+        raise ConfigError(f"--set {text!r}: the key must be section.key, e.g. train.iterations")
+    section, key = path.strip().split(".")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return section, key, value
+
+
+def resolve_path(name: str) -> Path:
+    """A config file path, or a shipped config name such as ``sinusoid/alfa-maml``."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    shipped = CONFIG_DIR / (name if name.endswith(".toml") else f"{name}.toml")
+    if shipped.is_file():
+        return shipped
+    raise ConfigError(f"no config file or shipped config named {name!r}; shipped: {', '.join(list_shipped())}")
+
+
+def list_shipped() -> list[str]:
+    return sorted(str(p.relative_to(CONFIG_DIR).with_suffix("")) for p in CONFIG_DIR.rglob("*.toml"))
+
+
+def load(name: str | None = None, overrides: list[str] | None = None, data: dict | None = None) -> Config:
+    """Defaults <- config file ``name`` <- ``data`` <- ``--set`` overrides."""
+    cfg = Config()
+    if name is not None:
+        path = resolve_path(name)
+        try:
+            parsed = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path} is not valid TOML ({e}); fix the file") from None
+        apply(cfg, parsed, where=str(path))
+    if data:
+        apply(cfg, data)
+    nested: dict[str, dict[str, Any]] = {}
+    for text in overrides or []:
+        section, key, value = parse_override(text)
+        nested.setdefault(section, {})[key] = value
+    if nested:
+        apply(cfg, nested, where="--set")
+    validate(cfg)
+    return cfg
+
+
+def to_toml(cfg: Config) -> str:
+    """Serialise a config (the subset of TOML our types need)."""
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, float):
+            return repr(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(fmt(x) for x in v) + "]"
+        return str(v)
+
+    lines = []
+    for section, values in cfg.to_dict().items():
+        lines.append(f"[{section}]")
+        for k, v in values.items():
+            if v is not None:
+                lines.append(f"{k} = {fmt(v)}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,62 @@
+"""A base learner: an unmodified ``nn.Module``, its loss, and which parameters the inner loop adapts."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+from torch.nn import functional as F
+
+from innerloop.errors import ConfigError
+from innerloop.params import Params, split_inner_outer
+
+LOSSES = {
+    "mse": lambda out, y: F.mse_loss(out, y),
+    "cross_entropy": lambda out, y: F.cross_entropy(out, y),
+}
+
+
+class Learner:
+    """Runs ``model`` functionally on a parameter dict.
+
+    Batch-norm policy: transductive. Normalisation layers use the statistics of the batch they
+    see (support batch in the inner loop, query batch for the meta-loss) and keep no running
+    statistics; their affine parameters are meta-learned but not adapted (``adapt_norm=False``).
+    """
+
+    def __init__(self, model: nn.Module, loss: str = "mse", adapt_norm: bool = False):
+        if loss not in LOSSES:
+            raise ConfigError(f"unknown loss {loss!r}; use one of {sorted(LOSSES)}")
+        for name, m in model.named_modules():
+            if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
+                raise ConfigError(
+                    f"module {name!r} keeps running statistics; build it with track_running_stats=False "
+                    "or use innerloop.models.BatchNorm (the inner loop uses batch statistics)"
+                )
+        self.model = model
+        self.loss_name = loss
+        self._loss = LOSSES[loss]
+        self.inner, self.outer = split_inner_outer(model, adapt_norm)
+
+    @property
+    def has_builtin_norm(self) -> bool:
+        """Built-in fused norms give wrong second-order meta-gradients under vmap (functorch#534)."""
+        builtin = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+        return any(isinstance(m, builtin) and any(True for _ in m.parameters()) for m in self.model.modules())
+
+    @property
+    def has_conv(self) -> bool:
+        return any(isinstance(m, nn.modules.conv._ConvNd) for m in self.model.modules())
+
+    def forward(self, params: Params, x: Tensor) -> Tensor:
+        return functional_call(self.model, params, (x,))
+
+    def loss(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
+        return self._loss(self.forward(params, x), y)
+
+    def metric(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
+        """MSE for regression, accuracy in [0, 1] for classification."""
+        out = self.forward(params, x)
+        if self.loss_name == "mse":
+            return F.mse_loss(out, y)
+        return (out.argmax(-1) == y).to(out.dtype).mean()

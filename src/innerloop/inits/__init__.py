@@ -1,0 +1,6 @@
+"""Where the inner loop starts: theta_0 for every parameter of the base learner."""
+
+from innerloop.inits.fixed import FixedInit
+from innerloop.inits.learned import LearnedInit
+
+__all__ = ["LearnedInit", "FixedInit"]

@@ -1,0 +1,44 @@
+"""Transductive batch normalisation written from elementary ops.
+
+PyTorch's fused ``batch_norm`` backward returns a wrong *second-order* meta-gradient under
+``torch.func.vmap`` when the affine parameters are per-task (pytorch/functorch#534): the loss is
+right, the meta-gradient is not. This module computes
+
+    y = (x - mean_B(x)) / sqrt(var_B(x) + eps) * gamma + beta
+
+from ``mean``/``var``/arithmetic only, which is exact under ``vmap``. It always uses the statistics
+of the current batch (MAML/ALFA's transductive setting) and keeps no running statistics.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class BatchNorm(nn.Module):
+    """Batch norm over dim 0 (and spatial dims for 4-D input), batch statistics only."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = True):
+        super().__init__()
+        self.num_features = num_features
+        self.eps = eps
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features))
+            self.bias = nn.Parameter(torch.zeros(num_features))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dims = [0] + list(range(2, x.dim()))
+        mean = x.mean(dim=dims, keepdim=True)
+        var = (x - mean).pow(2).mean(dim=dims, keepdim=True)
+        y = (x - mean) * torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            shape = [1, -1] + [1] * (x.dim() - 2)
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, affine={self.weight is not None}"

@@ -1,0 +1,163 @@
+"""ALFA: per-step, per-layer learning rate and weight decay generated from the learning state.
+
+Implements the authors' code form (``baiksung/ALFA`` ``LSLRGradientDescentLearningRule``):
+
+    tau_j   = [mean(theta_l) for l] ++ [mean(g_l) for l]           (2N, no normalisation)
+    g_a, g_b = split(generator(tau_j))                              (N + N raw linear outputs)
+    alpha_l = g_a[l] * alpha0[l, j]
+    decay_l = g_b[l] * beta0[l, j]            (* beta_pp[l] elementwise with ALFA + random init)
+    theta_l <- (1 - decay_l) * theta_l - alpha_l * g_l
+
+alpha0 is initialised to ``lr`` (0.01), beta0 to ``weight_decay * lr`` (5e-6), or to 1 when the
+per-parameter decay beta_pp (init ``weight_decay * lr``) is on (ALFA + random init, spec section 4).
+
+Ablations (ALFA Tables 5-6) are options:
+
+* ``inputs``: ``"both"`` (weights and gradients), ``"weights"``, ``"gradients"``.
+* ``alpha`` / ``beta`` mode: ``"adaptive"`` (generator x post-multiplier), ``"fixed"`` (generator
+  output replaced by 1: meta-learned but not generated), ``"off"`` (alpha: the constant ``lr``;
+  beta: no weight decay).
+* ``alpha_granularity`` / ``beta_granularity``: ``"step_layer"`` (default), ``"step"`` (one value per
+  step shared by all layers) or ``"layer"`` (one value per layer shared by all steps; when
+  adaptive, the generator is evaluated once at step 0 and its output reused) [INFERRED reading of
+  Table 6].
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from innerloop.errors import ConfigError
+from innerloop.params import Params, safe_key
+from innerloop.rules.base import Info, State, UpdateRule
+
+MODES = ("adaptive", "fixed", "off")
+GRANULARITIES = ("step_layer", "step", "layer")
+INPUTS = ("both", "weights", "gradients")
+
+
+class ALFA(UpdateRule):
+    """The ALFA update rule; see the module docstring for the equations."""
+
+    def __init__(
+        self,
+        shapes: Mapping[str, torch.Size],
+        steps: int,
+        lr: float = 0.01,
+        weight_decay: float = 5e-4,
+        generator_layers: int = 3,
+        inputs: str = "both",
+        alpha: str = "adaptive",
+        beta: str = "adaptive",
+        alpha_granularity: str = "step_layer",
+        beta_granularity: str = "step_layer",
+        per_param_decay: bool = False,
+        detach_grad_input: bool = True,
+    ):
+        super().__init__()
+        if steps < 1:
+            raise ConfigError("ALFA needs at least 1 inner step: set inner.steps >= 1")
+        for what, value, allowed in (
+            ("rule.inputs", inputs, INPUTS),
+            ("rule.alpha", alpha, MODES),
+            ("rule.beta", beta, MODES),
+            ("rule.alpha_granularity", alpha_granularity, GRANULARITIES),
+            ("rule.beta_granularity", beta_granularity, GRANULARITIES),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"{what} = {value!r} is not one of {list(allowed)}")
+        if generator_layers not in (2, 3):
+            raise ConfigError(f"rule.generator_layers = {generator_layers} must be 2 or 3")
+        self.names = list(shapes)
+        self.steps = steps
+        self.lr = lr
+        self.inputs = inputs
+        self.alpha_mode, self.beta_mode = alpha, beta
+        self.alpha_gran, self.beta_gran = alpha_granularity, beta_granularity
+        self.per_param_decay = per_param_decay
+        self.detach_grad_input = detach_grad_input
+        n = len(self.names)
+
+        def post(gran: str, value: float) -> nn.Parameter:
+            shape = {"step_layer": (n, steps + 1), "step": (steps + 1,), "layer": (n,)}[gran]
+            return nn.Parameter(torch.full(shape, float(value)))
+
+        if alpha != "off":
+            self.alpha0 = post(alpha_granularity, lr)
+        if beta != "off":
+            self.beta0 = post(beta_granularity, 1.0 if per_param_decay else weight_decay * lr)
+            if per_param_decay:
+                self.beta_pp = nn.ParameterDict(
+                    {safe_key(k): nn.Parameter(torch.full(tuple(s), weight_decay * lr)) for k, s in shapes.items()}
+                )
+        self.out_alpha = (1 if alpha_granularity == "step" else n) if alpha == "adaptive" else 0
+        self.out_beta = (1 if beta_granularity == "step" else n) if beta == "adaptive" else 0
+        if self.out_alpha + self.out_beta:
+            d_in = 2 * n if inputs == "both" else n
+            width = 2 * n
+            layers: list[nn.Module] = [nn.Linear(d_in, width), nn.ReLU()]
+            if generator_layers == 3:
+                layers += [nn.Linear(width, width), nn.ReLU()]
+            layers.append(nn.Linear(width, self.out_alpha + self.out_beta))
+            self.generator = nn.Sequential(*layers)
+        else:
+            self.generator = None
+
+    def learning_state(self, params: Params, grads: Params) -> Tensor:
+        """tau = [mean(theta_l)]_l ++ [mean(g_l)]_l; the gradient part enters as a constant."""
+        parts = []
+        if self.inputs in ("both", "weights"):
+            parts += [params[k].mean() for k in self.names]
+        if self.inputs in ("both", "gradients"):
+            parts += [(grads[k].detach() if self.detach_grad_input else grads[k]).mean() for k in self.names]
+        return torch.stack(parts)
+
+    def _post(self, p: Tensor, gran: str, layer: int, j: int) -> Tensor:
+        return {"step_layer": lambda: p[layer, j], "step": lambda: p[j], "layer": lambda: p[layer]}[gran]()
+
+    def forward(self, params: Params, grads: Params, state: State, step: int) -> tuple[Params, State, Info]:
+        j = self.step_index(step)
+        gen_a = gen_b = None
+        if self.generator is not None:
+            reuse = step > 0 and "generated" in state
+            if reuse and (self.alpha_gran == "layer" or self.beta_gran == "layer"):
+                cached = state["generated"]
+            else:
+                cached = None
+            fresh = self.generator(self.learning_state(params, grads))
+            if cached is not None:
+                out = torch.cat([
+                    cached[: self.out_alpha] if self.alpha_gran == "layer" else fresh[: self.out_alpha],
+                    cached[self.out_alpha:] if self.beta_gran == "layer" else fresh[self.out_alpha:],
+                ])
+            else:
+                out = fresh
+            if self.alpha_gran == "layer" or self.beta_gran == "layer":
+                state = {**state, "generated": out}
+            gen_a, gen_b = out[: self.out_alpha], out[self.out_alpha:]
+        new: Params = {}
+        lrs, decays = [], []
+        for i, k in enumerate(self.names):
+            if self.alpha_mode == "off":
+                lr = torch.as_tensor(self.lr, dtype=params[k].dtype, device=params[k].device)
+            else:
+                lr = self._post(self.alpha0, self.alpha_gran, i, j)
+                if gen_a is not None:
+                    lr = lr * (gen_a[0] if self.out_alpha == 1 else gen_a[i])
+            theta = params[k]
+            if self.beta_mode == "off":
+                decay_scalar = None
+                shrunk = theta
+            else:
+                decay_scalar = self._post(self.beta0, self.beta_gran, i, j)
+                if gen_b is not None:
+                    decay_scalar = decay_scalar * (gen_b[0] if self.out_beta == 1 else gen_b[i])
+                decay = decay_scalar * self.beta_pp[safe_key(k)] if self.per_param_decay else decay_scalar
+                shrunk = (1 - decay) * theta
+            new[k] = shrunk - lr * grads[k]
+            lrs.append(lr)
+            decays.append(decay_scalar if decay_scalar is not None else torch.zeros_like(lr))
+        return new, state, {"lr": torch.stack(lrs), "wd": torch.stack(decays)}

@@ -1,0 +1,5 @@
+"""Task families: each samples batches ``(xs, ys, xq, yq)`` with a leading task dimension."""
+
+from innerloop.tasks.sinusoid import SinusoidTasks
+
+__all__ = ["SinusoidTasks"]

@@ -1,0 +1,154 @@
+"""Meta-training, resumable and exact: ``train(cfg, out_dir)``.
+
+The run directory holds ``config.toml`` (resolved), ``metrics.jsonl`` and ``checkpoint.pt`` with the
+complete state (meta-parameters, optimiser, RNG states, iteration). Training batch ``i`` is a pure
+function of ``(train.seed, i)``, so a resumed run ends with exactly the numbers of an uninterrupted
+one on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from innerloop import checkpoint as ckpt
+from innerloop.build import DTYPES, build
+from innerloop.config import Config, apply, to_toml
+from innerloop.errors import DivergenceError, UserError
+from innerloop.progress import Progress
+
+METRICS = "metrics.jsonl"
+
+
+def _finite(*tensors: torch.Tensor) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+def _read_config(run_dir: Path) -> Config:
+    from innerloop.config import tomllib
+
+    path = run_dir / "config.toml"
+    if not path.is_file():
+        raise UserError(f"{run_dir} holds no config.toml: is it a run directory made by 'innerloop train'?")
+    return apply(Config(), tomllib.loads(path.read_text()), where=str(path))
+
+
+def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Meta-train per ``cfg`` into ``out_dir``; returns a summary dict."""
+    out = Path(out_dir)
+    ck_path = out / ckpt.CHECKPOINT
+    if ck_path.exists() and not resume:
+        raise UserError(f"{out} already holds a run: pass --resume to continue it, or choose a new --out")
+    if resume and (out / "config.toml").is_file():
+        saved = _read_config(out)
+        if to_toml(saved) != to_toml(cfg):
+            raise UserError(f"the config differs from the one {out} was started with: resume without changes, or use a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.toml").write_text(to_toml(cfg))
+
+    tasks, meta = build(cfg)
+    dtype, device = DTYPES[cfg.train.dtype], torch.device(cfg.train.device)
+    params = [p for p in meta.parameters() if p.requires_grad]
+    if not params:
+        raise UserError("nothing to meta-learn: this init/rule combination has no trainable meta-parameters")
+    opt = torch.optim.Adam(params, lr=cfg.train.meta_lr)
+    start, elapsed = 0, 0.0
+    metrics_path = out / METRICS
+    if resume and ck_path.exists():
+        state = ckpt.load(ck_path)
+        meta.load_state_dict(state["meta"])
+        opt.load_state_dict(state["optimizer"])
+        ckpt.set_rng_state(state["rng"])
+        start, elapsed = int(state["iteration"]), float(state["elapsed"])
+        lines = metrics_path.read_text().splitlines()[: int(state["metrics_lines"])] if metrics_path.exists() else []
+        metrics_path.write_text("".join(l + "\n" for l in lines))
+    elif metrics_path.exists():
+        metrics_path.unlink()
+
+    def save(iteration: int) -> None:
+        n_lines = len(metrics_path.read_text().splitlines()) if metrics_path.exists() else 0
+        ckpt.save(ck_path, {
+            "meta": meta.state_dict(), "optimizer": opt.state_dict(), "rng": ckpt.rng_state(),
+            "iteration": iteration, "elapsed": elapsed, "metrics_lines": n_lines, "config": to_toml(cfg),
+            "executor": meta.mode,
+        })
+
+    total = cfg.train.iterations
+    bar = Progress(total, start, enabled=progress)
+    log = open(metrics_path, "a")
+    window_loss, window_n, bad = 0.0, 0, 0
+    t_window = time.perf_counter()
+    it = start
+    try:
+        while it < total:
+            t0 = time.perf_counter()
+            batch = tasks.train_batch(cfg.train.meta_batch, cfg.train.seed, it, dtype=dtype, device=device)
+            opt.zero_grad(set_to_none=True)
+            losses, aux = meta.meta_backward(batch, epoch=it // cfg.train.epoch_length)
+            grads = [p.grad for p in params if p.grad is not None]
+            loss = float(losses.mean())
+            if not (math.isfinite(loss) and _finite(*grads) and _finite(*aux.values())):
+                bad += 1
+                log.write(json.dumps({"iteration": it + 1, "event": "non-finite", "meta_loss": loss}) + "\n")
+                log.flush()
+                if bad >= cfg.train.max_bad_steps:
+                    raise DivergenceError(
+                        f"meta-training diverged: {bad} consecutive non-finite meta-losses, gradients or generated "
+                        f"hyperparameters up to iteration {it + 1}; the last good checkpoint is kept — lower "
+                        "train.meta_lr or rule.lr (or set train.clip_grad) and --resume"
+                    )
+                it += 1
+                continue
+            bad = 0
+            if cfg.train.clip_grad > 0:
+                for g in grads:
+                    g.clamp_(-cfg.train.clip_grad, cfg.train.clip_grad)
+            opt.step()
+            it += 1
+            elapsed += time.perf_counter() - t0
+            window_loss += loss
+            window_n += 1
+            bar.update(it, loss)
+            if it % cfg.train.log_every == 0 or it == total:
+                dt = time.perf_counter() - t_window
+                rec = {
+                    "iteration": it, "meta_loss": window_loss / window_n,
+                    "tasks_per_s": window_n * cfg.train.meta_batch / max(dt, 1e-9), "elapsed_s": round(elapsed, 3),
+                }
+                for k, v in aux.items():
+                    rec[f"{k}_mean"] = float(v.float().mean())
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                window_loss, window_n, t_window = 0.0, 0, time.perf_counter()
+            if it % cfg.train.checkpoint_every == 0 or it == total:
+                log.flush()
+                save(it)
+    except KeyboardInterrupt:
+        log.close()
+        bar.close()
+        raise UserError(f"interrupted at iteration {it}; the last checkpoint is kept: continue with --resume") from None
+    finally:
+        if not log.closed:
+            log.close()
+    bar.close()
+    return {"iterations": it, "elapsed_s": elapsed, "executor": meta.mode}
+
+
+def load_run(run_dir: str | Path):
+    """(config, meta-learner with trained weights, tasks) from a run directory."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise UserError(f"no run directory at {run}: train first with 'innerloop train CONFIG --out {run}'")
+    cfg = _read_config(run)
+    state = ckpt.load(run / ckpt.CHECKPOINT)
+    tasks, meta = build(cfg)
+    try:
+        meta.load_state_dict(state["meta"])
+    except (RuntimeError, KeyError) as e:
+        raise UserError(f"checkpoint in {run} does not match its config.toml ({str(e).splitlines()[0][:100]}); retrain") from None
+    return cfg, meta, tasks, state
