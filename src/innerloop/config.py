@@ -93,6 +93,7 @@ class TrainConfig:
     dtype: str = "float32"
     clip_grad: float = 0.0  # 0: off; else clamp every meta-gradient entry to [-c, c]
     max_bad_steps: int = 10  # consecutive non-finite steps before training stops
+    eval_every: int = 0  # 0: off; else evaluate on the fixed eval tasks every N iterations (metrics.jsonl)
 
 
 @dataclass

@@ -125,6 +125,11 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
                 window_loss, window_n, t_window = 0.0, 0, time.perf_counter()
+            if cfg.train.eval_every and it % cfg.train.eval_every == 0:
+                from innerloop.evaluate import evaluate_meta
+
+                log.write(json.dumps({"iteration": it, "eval": evaluate_meta(cfg, meta, tasks)}) + "\n")
+                log.flush()
             if it % cfg.train.checkpoint_every == 0 or it == total:
                 log.flush()
                 save(it)

@@ -1,0 +1,82 @@
+"""Runs the rows of a reproduction: resumable, optionally in parallel processes.
+
+A row is one training run in ``OUT/runs/<row-id>/``. A finished row has ``result.json`` and is
+never retrained; an unfinished one resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from innerloop import config as config_mod
+from innerloop.errors import UserError
+
+
+@dataclass
+class Row:
+    id: str
+    method: str
+    setting: dict[str, Any]
+    config: str
+    overrides: list[str]
+    paper: float | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _run_row(row: Row, out: str, threads: int) -> dict[str, Any]:
+    from innerloop.evaluate import evaluate_run
+    from innerloop.train import train
+
+    torch.set_num_threads(threads)
+    run_dir = Path(out) / "runs" / row.id
+    result_path = run_dir / "result.json"
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    cfg = config_mod.load(row.config, row.overrides)
+    resume = (run_dir / "checkpoint.pt").is_file()
+    t0 = time.perf_counter()
+    summary = train(cfg, run_dir, resume=resume, progress=False)
+    res = evaluate_run(run_dir)
+    result = {
+        "method": row.method, "setting": row.setting, "metric": res["metric"], "mean": res["mean"],
+        "ci95": res["ci95"], "tasks": res["tasks"], "paper": row.paper,
+        "iterations": summary["iterations"], "train_wall_s": round(summary["elapsed_s"], 1),
+        "wall_s_this_session": round(time.perf_counter() - t0, 1), "executor": summary["executor"],
+        "device": cfg.train.device, **row.extra,
+    }
+    tmp = result_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, result_path)
+    print(f"[row done] {row.id}: {res['metric']} {res['mean']:.4f} +- {res['ci95']:.4f}", file=sys.stderr, flush=True)
+    return result
+
+
+def hardware(device: str) -> dict[str, Any]:
+    info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
+            "python": platform.python_version(), "device": device}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def run_rows(rows: list[Row], out: str, jobs: int = 1) -> list[dict[str, Any]]:
+    """Run (or resume, or skip when finished) every row; ``jobs`` rows at a time in processes."""
+    if jobs < 1:
+        raise UserError("--jobs must be >= 1")
+    Path(out, "runs").mkdir(parents=True, exist_ok=True)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    if jobs == 1:
+        return [_run_row(r, out, threads) for r in rows]
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(jobs) as pool:
+        return pool.starmap(_run_row, [(r, out, threads) for r in rows])

@@ -1,0 +1,92 @@
+"""The command line: one-line errors with exit code 2, JSON evaluation output, shipped configs."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from innerloop import config
+from innerloop.cli import main
+from innerloop.errors import ConfigError
+
+FAST = ["--set", "train.iterations=4", "--set", "train.meta_batch=3", "--set", "eval.tasks=10",
+        "--set", "model.hidden=[8]", "--set", "inner.steps=1", "--quiet"]
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "innerloop.cli", *args], capture_output=True, text=True)
+
+
+def assert_one_line_error(proc, fragment):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("innerloop: error:"), proc.stderr
+    assert fragment in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_train_then_eval_json(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "sinusoid/maml", "--out", str(out), *FAST]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out), "--tasks", "7", "--steps", "3", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert set(res) >= {"metric", "mean", "ci95", "tasks"}
+    assert res["tasks"] == 7 and res["steps"] == 3 and res["metric"] == "mse"
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--set", "train.bogus=1"], "unknown key 'train.bogus'"),
+        (["--set", "inner.steps=\"five\""], "'inner.steps' in --set must be int"),
+        (["--set", "inner.steps=0"], "inner.steps = 0"),
+        (["--set", "rule.kind=\"adam\""], "'rule.kind' = 'adam' is not one of"),
+        (["--set", "nosection"], "section.key=value"),
+        (["--set", "task.shots=0"], "task.shots"),
+    ],
+)
+def test_bad_config_is_one_line_exit_2(tmp_path, args, fragment):
+    assert_one_line_error(run_cli("train", "sinusoid/alfa-maml", "--out", str(tmp_path / "r"), *args), fragment)
+
+
+def test_unknown_config_name_and_bad_file(tmp_path):
+    assert_one_line_error(run_cli("train", "nope/none", "--out", str(tmp_path / "r")), "no config file")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\niterations = [1,\n")
+    assert_one_line_error(run_cli("train", str(bad), "--out", str(tmp_path / "r")), "not valid TOML")
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("[trainer]\niterations = 3\n")
+    assert_one_line_error(run_cli("train", str(unknown), "--out", str(tmp_path / "r")), "unknown section [trainer]")
+
+
+def test_missing_and_corrupt_checkpoint(tmp_path):
+    assert_one_line_error(run_cli("eval", str(tmp_path / "nothing")), "no run directory")
+    out = tmp_path / "run"
+    assert main(["train", "sinusoid/maml", "--out", str(out), "--no-eval", *FAST]) == 0
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint at all")
+    assert_one_line_error(run_cli("eval", str(out)), "corrupt")
+    (out / "checkpoint.pt").unlink()
+    assert_one_line_error(run_cli("eval", str(out)), "no checkpoint")
+
+
+def test_vmap_with_builtin_norm_is_refused():
+    from innerloop.engine import Learner, choose_mode
+    from innerloop.models import Conv4
+
+    with pytest.raises(ConfigError, match="executor"):
+        choose_mode(Learner(Conv4(1, 2, 4, 16, norm="torch"), "cross_entropy"), "cpu", "vmap")
+
+
+def test_every_shipped_config_loads():
+    names = config.list_shipped()
+    assert {"sinusoid/maml", "sinusoid/alfa-maml", "sinusoid/alfa-random"} <= set(names)
+    for n in names:
+        config.load(n)
+
+
+def test_config_round_trip():
+    cfg = config.load("sinusoid/alfa-random", ["eval.steps=7", "model.hidden=[3, 4]"])
+    again = config.apply(config.Config(), config.tomllib.loads(config.to_toml(cfg)))
+    assert again == cfg
