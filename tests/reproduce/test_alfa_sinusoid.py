@@ -1,0 +1,40 @@
+"""The reproduction command: rows, resume of finished rows, results.json shape."""
+
+import json
+
+from innerloop.cli import main
+from innerloop.reproduce.alfa_sinusoid import PAPER, rows_for
+
+
+def test_rows_cover_the_table():
+    rows = rows_for("paper", "cpu")
+    main = [r for r in rows if r.extra["table"] == "main"]
+    assert {(r.method, r.setting["network"], r.setting["shots"]) for r in main} == {
+        (m, n, k) for m in ("MAML", "ALFA+MAML", "ALFA+Random") for n in ("2x40", "3x80") for k in (5, 10, 20)
+    }
+    assert all(r.paper == PAPER[(r.method, r.setting["network"])][r.setting["shots"]] for r in main if r.method != "ALFA+Random")
+    assert len([r for r in rows if r.extra["table"] == "5step"]) == 12
+    assert len({r.id for r in rows}) == len(rows)
+
+
+def test_smoke_rows_write_results_and_are_not_rerun(tmp_path, capsys):
+    out = tmp_path / "rep"
+    args = ["reproduce", "alfa-sinusoid", "--budget", "smoke", "--out", str(out), "--only", "main-maml-2x40-k5,main-alfa-maml-2x40-k5"]
+    assert main(args) == 0
+    report = json.loads((out / "results.json").read_text())
+    assert report["name"] == "alfa-sinusoid" and report["budget"] == "smoke"
+    assert {r["method"] for r in report["rows"]} == {"MAML", "ALFA+MAML"}
+    for r in report["rows"]:
+        assert set(r) >= {"method", "setting", "metric", "mean", "ci95", "tasks", "paper"}
+        assert r["setting"] == {"network": "2x40", "shots": 5, "steps": 1} and r["metric"] == "mse"
+        assert r["paper"] in (1.24, 0.92) and r["tasks"] == 100 and r["iterations"] == 60
+    md = (out / "results.md").read_text()
+    assert "hardware" in report and f"{report['rows'][0]['mean']:.3f}" in md
+    stamp = (out / "runs" / "main-maml-2x40-k5" / "result.json").stat().st_mtime_ns
+    assert main(args) == 0  # finished rows are kept, not retrained
+    assert (out / "runs" / "main-maml-2x40-k5" / "result.json").stat().st_mtime_ns == stamp
+
+
+def test_unknown_budget_and_name(tmp_path):
+    assert main(["reproduce", "alfa-sinusoid", "--budget", "huge", "--out", str(tmp_path)]) == 2
+    assert main(["reproduce", "nope", "--budget", "smoke", "--out", str(tmp_path)]) == 2
