@@ -154,3 +154,20 @@ def test_vmap_loop_and_checkpointed_paths_agree(kind, order, small_mlp, sine_bat
                 ref = g
             for a, b in zip(g, ref):
                 torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
+
+
+def test_ragged_batch_runs_on_the_loop_and_matches_per_task_gradients(small_mlp):
+    from innerloop.tasks import SinusoidTasks
+
+    tasks = [SinusoidTasks(shots=k, query=4).train_batch(1, seed=2, iteration=k, dtype=torch.float64) for k in (3, 5, 8)]
+    ragged = [tuple(t[0] for t in b) for b in tasks]
+    meta = make_meta("alfa", small_mlp, 2, executor="vmap")
+    g_all = flat_grad(meta, ragged)
+    expect = [torch.zeros_like(g) for g in g_all]
+    for b in tasks:
+        for e, g in zip(expect, flat_grad(meta, b)):
+            e += g / len(tasks)
+    for a, b in zip(g_all, expect):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
+    values, _ = meta.evaluate(ragged, steps=2)
+    assert values.shape == (3,)

@@ -43,6 +43,11 @@ def choose_mode(learner: Learner, device: torch.device | str, requested: str = "
     return "loop" if learner.has_conv else "vmap"
 
 
+def is_ragged(batch) -> bool:
+    """A list of per-task tuples (tasks that cannot be stacked) rather than a tuple of stacked tensors."""
+    return isinstance(batch, list) and len(batch) > 0 and isinstance(batch[0], (tuple, list))
+
+
 def map_tasks(
     fn: Callable[..., tuple[Tensor, dict[str, Tensor]]],
     tensors: Sequence[Tensor],
@@ -51,13 +56,17 @@ def map_tasks(
     scale: float = 1.0,
     chunk: int | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Apply ``fn`` to each task (slice along dim 0) of ``tensors``.
+    """Apply ``fn`` to each task (slice along dim 0) of ``tensors``, or to each tuple of a ragged list.
 
     ``fn`` returns ``(scalar, aux)``. With ``backward``, ``scale * sum(scalars)`` is backpropagated
     (into the ``.grad`` of whatever meta-parameters ``fn`` closes over). Returns detached scalars
     ``[B]`` and aux stacked along a task dimension.
     """
-    n = tensors[0].shape[0]
+    if is_ragged(tensors):  # tasks that cannot be stacked always run on the loop
+        mode, per_task = "loop", list(tensors)
+    else:
+        per_task = None
+    n = len(per_task) if per_task is not None else tensors[0].shape[0]
     outs: list[Tensor] = []
     auxes: list[dict[str, Tensor]] = []
     if mode == "vmap":
@@ -73,7 +82,7 @@ def map_tasks(
         return torch.cat(outs), aux
     if mode == "loop":
         for i in range(n):
-            value, aux = fn(*(t[i] for t in tensors))
+            value, aux = fn(*(per_task[i] if per_task is not None else (t[i] for t in tensors)))
             if backward:
                 (value * scale).backward()
             outs.append(value.detach())

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from innerloop.engine.checkpointed import UnrollPlan, checkpointed_unroll
-from innerloop.engine.executor import choose_mode, map_tasks
+from innerloop.engine.executor import choose_mode, is_ragged, map_tasks
 from innerloop.engine.learner import Learner
 from innerloop.engine.unroll import InnerLoop
 from innerloop.errors import ConfigError
@@ -63,9 +63,15 @@ class MetaLearner(nn.Module):
 
     # ------------------------------------------------------------------ meta-training
     def meta_backward(self, batch: Sequence[Tensor], epoch: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
-        """Backpropagate the mean meta-loss of a task batch ``(xs, ys, xq, yq)``; returns per-task losses."""
+        """Backpropagate the mean meta-loss of a task batch; returns per-task losses and diagnostics.
+
+        ``batch`` is ``(xs, ys, xq, yq)`` with a leading task dimension, or a list of per-task
+        ``(xs, ys, xq, yq)`` tuples for tasks that cannot be stacked (run by the loop).
+        """
         theta0, static = self.start()
-        n = batch[0].shape[0]
+        n = len(batch) if is_ragged(batch) else batch[0].shape[0]
+        if self.checkpoint and is_ragged(batch):
+            raise ConfigError("the checkpointed unroll needs stacked tasks; set train.checkpoint_unroll = 0 for ragged batches")
         if self.checkpoint:
             return self._checkpointed_backward(theta0, static, batch)
         weights = self.objective.step_weights(self.steps, epoch)
@@ -128,4 +134,4 @@ class MetaLearner(nn.Module):
 
             return self.learner.metric({**static, **params}, xq, yq), stack_infos(infos)
 
-        return map_tasks(task, batch, self.mode if self.mode == "vmap" else "loop", chunk=chunk)
+        return map_tasks(task, batch, "loop" if is_ragged(batch) else self.mode, chunk=chunk)
