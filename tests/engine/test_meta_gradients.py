@@ -42,7 +42,7 @@ def meta_loss(meta, batch):
     """Mean meta-loss as a differentiable function of the meta-parameters (no backward)."""
     theta0, static = meta.start()
     w = meta.objective.step_weights(meta.steps, 0)
-    return torch.stack([meta.loop.meta_loss(theta0, static, *(t[i] for t in batch), w)[0] for i in range(batch[0].shape[0])]).mean()
+    return torch.stack([meta.loop.meta_loss(dict(theta0), None, static, *(t[i] for t in batch), w)[0] for i in range(batch[0].shape[0])]).mean()
 
 
 def flat_grad(meta, batch):

@@ -7,7 +7,7 @@ batched graph (far fewer kernel launches, more memory).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -21,10 +21,11 @@ MODES = ("auto", "vmap", "loop")
 def choose_mode(learner: Learner, device: torch.device | str, requested: str = "auto") -> str:
     """Pick the executor for a workload.
 
-    * built-in fused norm layers -> loop (their second-order meta-gradient is wrong under vmap);
+    * built-in fused norm layers -> loop (their second-order meta-gradient is wrong under vmap when
+      their affine parameters are per-task, functorch#534);
     * on a GPU -> vmap;
     * on CPU, convolutional learners -> loop (measured: vmap turns per-task convs into grouped
-      convolutions, ~2x slower and ~10x the memory), everything else -> vmap (~8x faster on
+      convolutions, ~2x slower and ~6-9x the memory), everything else -> vmap (~11x faster on
       overhead-bound MLPs).
     """
     if requested not in MODES:
@@ -43,50 +44,85 @@ def choose_mode(learner: Learner, device: torch.device | str, requested: str = "
     return "loop" if learner.has_conv else "vmap"
 
 
+def index_tree(tree: Any, i: int | slice) -> Any:
+    """``tree[i]`` for every tensor of a nested dict/tuple/list (None stays None)."""
+    if tree is None:
+        return None
+    if isinstance(tree, Tensor):
+        return tree[i]
+    if isinstance(tree, dict):
+        return {k: index_tree(v, i) for k, v in tree.items()}
+    return type(tree)(index_tree(v, i) for v in tree)
+
+
+def stack_trees(trees: list[Any], cat: bool = False) -> Any:
+    """Stack (or concatenate) a list of identically structured nested dicts/tuples of tensors."""
+    first = trees[0]
+    if first is None:
+        return None
+    if isinstance(first, Tensor):
+        return torch.cat(trees) if cat else torch.stack(trees)
+    if isinstance(first, dict):
+        return {k: stack_trees([t[k] for t in trees], cat) for k in first}
+    return type(first)(stack_trees([t[i] for t in trees], cat) for i in range(len(first)))
+
+
+def detach_tree(tree: Any) -> Any:
+    if tree is None:
+        return None
+    if isinstance(tree, Tensor):
+        return tree.detach()
+    if isinstance(tree, dict):
+        return {k: detach_tree(v) for k, v in tree.items()}
+    return type(tree)(detach_tree(v) for v in tree)
+
+
 def is_ragged(batch) -> bool:
     """A list of per-task tuples (tasks that cannot be stacked) rather than a tuple of stacked tensors."""
     return isinstance(batch, list) and len(batch) > 0 and isinstance(batch[0], (tuple, list))
 
 
 def map_tasks(
-    fn: Callable[..., tuple[Tensor, dict[str, Tensor]]],
-    tensors: Sequence[Tensor],
+    fn: Callable[..., tuple],
+    args: Sequence[Any],
     mode: str,
+    n: int,
     backward: bool = False,
     scale: float = 1.0,
     chunk: int | None = None,
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """Apply ``fn`` to each task (slice along dim 0) of ``tensors``, or to each tuple of a ragged list.
+) -> tuple:
+    """Apply ``fn`` to each of ``n`` tasks: ``args`` are pytrees with a leading task dimension.
 
-    ``fn`` returns ``(scalar, aux)``. With ``backward``, ``scale * sum(scalars)`` is backpropagated
-    (into the ``.grad`` of whatever meta-parameters ``fn`` closes over). Returns detached scalars
-    ``[B]`` and aux stacked along a task dimension.
+    ``fn`` returns a tuple whose first entry is a scalar; with ``backward``, ``scale * sum`` of the
+    scalars is backpropagated (into the ``.grad`` of whatever meta-parameters ``fn`` closes over).
+    Returns the outputs, detached, stacked along a task dimension.
     """
-    if is_ragged(tensors):  # tasks that cannot be stacked always run on the loop
-        mode, per_task = "loop", list(tensors)
-    else:
-        per_task = None
-    n = len(per_task) if per_task is not None else tensors[0].shape[0]
-    outs: list[Tensor] = []
-    auxes: list[dict[str, Tensor]] = []
+    outs = []
     if mode == "vmap":
         size = chunk or n
         for s in range(0, n, size):
-            part = [t[s : s + size] for t in tensors]
-            value, aux = torch.vmap(fn, randomness="different")(*part)
+            part = index_tree(list(args), slice(s, s + size))
+            out = torch.vmap(fn, randomness="different")(*part)
             if backward:
-                (value.sum() * scale).backward()
-            outs.append(value.detach())
-            auxes.append(aux)
-        aux = {k: torch.cat([a[k] for a in auxes]) for k in auxes[0]} if auxes else {}
-        return torch.cat(outs), aux
+                (out[0].sum() * scale).backward()
+            outs.append(detach_tree(out))
+        return stack_trees(outs, cat=True)
     if mode == "loop":
         for i in range(n):
-            value, aux = fn(*(per_task[i] if per_task is not None else (t[i] for t in tensors)))
+            out = fn(*index_tree(list(args), i))
             if backward:
-                (value * scale).backward()
-            outs.append(value.detach())
-            auxes.append({k: v.detach() for k, v in aux.items()})
-        aux = {k: torch.stack([a[k] for a in auxes]) for k in auxes[0]} if auxes else {}
-        return torch.stack(outs), aux
+                (out[0] * scale).backward()
+            outs.append(detach_tree(out))
+        return stack_trees(outs)
     raise ValueError(f"mode must be 'vmap' or 'loop', got {mode!r}")
+
+
+def map_ragged(fn: Callable[..., tuple], tasks: list[tuple], backward: bool = False, scale: float = 1.0) -> tuple:
+    """The per-task loop over tasks that cannot be stacked (different shapes)."""
+    outs = []
+    for task in tasks:
+        out = fn(*task)
+        if backward:
+            (out[0] * scale).backward()
+        outs.append(detach_tree(out))
+    return stack_trees(outs)

@@ -1,137 +1,293 @@
-"""A meta-learner = init + rule + oracle + objective over a base learner, and its meta-step."""
+"""A meta-learner = init + rule + oracle + objective over one or more base learners, and its meta-step."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from innerloop.engine.checkpointed import UnrollPlan, checkpointed_unroll
-from innerloop.engine.executor import choose_mode, is_ragged, map_tasks
+from innerloop.engine.executor import choose_mode, is_ragged, map_ragged, map_tasks, stack_trees
 from innerloop.engine.learner import Learner
-from innerloop.engine.unroll import InnerLoop
+from innerloop.engine.unroll import InnerLoop, stack_infos
 from innerloop.errors import ConfigError
 from innerloop.objectives.query import FinalQueryLoss, QueryObjective
 from innerloop.oracles.autograd import AutogradOracle
 from innerloop.params import Params
 from innerloop.rules.base import UpdateRule
 
+DEFAULT = "default"
+
 
 class MetaLearner(nn.Module):
     """Owns the meta-parameters (``init`` and ``rule`` modules) and computes meta-gradients.
 
-    ``meta_backward(batch)`` accumulates ``d mean_i L_meta(task_i) / d meta`` into ``.grad`` of
-    :meth:`parameters`, running the tasks with the executor chosen by :func:`choose_mode`.
-    ``checkpoint`` > 0 stores the inner state every ``checkpoint`` steps and recomputes the rest
-    in the backward pass (final-step objective only).
+    ``learner`` / ``init`` may be dicts keyed by task family for *incongruous* meta-batches (base
+    learners of different architectures, e.g. an MLP family and a CNN family); a batch is then a
+    dict ``family -> tasks``. Each family runs on its own executor (vmap or loop, chosen per
+    workload); all families share the rule. A meta-learned (or fixed) initialisation belongs to one
+    architecture, so incongruous families need a per-task init (:class:`~innerloop.inits.RandomInit`).
+
+    ``meta_backward(batch)`` accumulates ``d mean_i L_meta(task_i) / d meta`` into ``.grad``.
+    ``checkpoint`` > 0 stores the inner state every ``checkpoint`` steps and recomputes the rest in
+    the backward pass (final-step objective only). ``truncation`` > 0 splits long unrolls into
+    segments for truncated backpropagation (see :meth:`spans` and :meth:`meta_backward_span`).
     """
 
     def __init__(
         self,
-        learner: Learner,
-        init: nn.Module,
+        learner: Learner | Mapping[str, Learner],
+        init: nn.Module | Mapping[str, nn.Module],
         rule: UpdateRule,
-        oracle: AutogradOracle | None = None,
+        oracle: Any = None,
         objective: QueryObjective | None = None,
         steps: int = 5,
         executor: str = "auto",
         checkpoint: int = 0,
         device: str | torch.device = "cpu",
+        truncation: int = 0,
     ):
         super().__init__()
         if steps < 1:
             raise ConfigError("inner.steps must be >= 1 (a meta-objective needs at least one inner step)")
-        self.learner = learner
-        self.init = init
+        learners = dict(learner) if isinstance(learner, Mapping) else {DEFAULT: learner}
+        inits = dict(init) if isinstance(init, Mapping) else {DEFAULT: init}
+        if set(learners) != set(inits):
+            raise ConfigError(f"every task family needs a learner and an init: got {sorted(learners)} vs {sorted(inits)}")
+        if len(learners) > 1:
+            shared = [f for f, i in inits.items() if not getattr(i, "per_task", False)]
+            if shared:
+                raise ConfigError(
+                    "a meta-learned or fixed initialisation cannot be shared by incongruous tasks (different "
+                    "architectures), so MAML does not apply: use a per-task random init (init.kind = 'random') "
+                    "with a coordinate-wise rule such as the LSTM fine-tuner"
+                )
+        self.learners = learners
+        self.learner = next(iter(learners.values()))
+        self.inits = nn.ModuleDict(inits)
         self.rule = rule
         self.oracle = oracle or AutogradOracle("second")
         self.objective = objective or FinalQueryLoss()
         self.steps = steps
-        self.mode = choose_mode(learner, device, executor)
+        self.modes = {f: choose_mode(l, device, executor) for f, l in learners.items()}
+        self.mode = self.modes[next(iter(learners))]
         if checkpoint < 0:
             raise ConfigError("train.checkpoint_unroll must be >= 0 (0 = off, c = keep every c-th inner state)")
         if checkpoint and not self.objective.final_only:
             raise ConfigError("a checkpointed unroll supports only the final-step objective: set objective.kind = 'final'")
+        if truncation < 0:
+            raise ConfigError("train.truncation must be >= 0 (0 = backpropagate through the whole unroll)")
+        if checkpoint and truncation and truncation < steps:
+            raise ConfigError("use either train.checkpoint_unroll or train.truncation, not both")
         self.checkpoint = checkpoint
-        self.loop = InnerLoop(learner, rule, self.oracle)
+        self.truncation = truncation
+        self.loops = {f: InnerLoop(l, rule, self.oracle) for f, l in learners.items()}
+        self.loop = self.loops[next(iter(learners))]
+
+    @property
+    def init(self) -> nn.Module:
+        return next(iter(self.inits.values()))
+
+    # ------------------------------------------------------------------ helpers
+    def _groups(self, batch) -> dict[str, Any]:
+        if isinstance(batch, Mapping):
+            unknown = set(batch) - set(self.learners)
+            if unknown:
+                raise ConfigError(f"unknown task families {sorted(unknown)}; this meta-learner has {sorted(self.learners)}")
+            return dict(batch)
+        if len(self.learners) > 1:
+            raise ConfigError("this meta-learner has several task families: pass the batch as a dict family -> tasks")
+        return {DEFAULT if DEFAULT in self.learners else next(iter(self.learners)): batch}
+
+    @staticmethod
+    def _count(tasks) -> int:
+        return len(tasks) if is_ragged(tasks) else tasks[0].shape[0]
+
+    def _start(self, family: str, n: int) -> tuple[Params | None, Params, Params | None]:
+        """(shared theta_0 | None, shared static, per-task full params [n, ...] | None)."""
+        init, learner = self.inits[family], self.learners[family]
+        if getattr(init, "per_task", False):
+            return None, {}, init.sample(n)
+        full = init()
+        return {k: full[k] for k in learner.inner}, {k: full[k] for k in learner.outer}, None
 
     def start(self) -> tuple[Params, Params]:
-        """(theta_0 for the adapted tensors, outer-only tensors such as norm affine)."""
-        full = self.init()
-        return {n: full[n] for n in self.learner.inner}, {n: full[n] for n in self.learner.outer}
+        """(theta_0 of the adapted tensors, outer-only tensors) of a shared (learned or fixed) init."""
+        shared, static, per_task = self._start(next(iter(self.learners)), 1)
+        if shared is None:
+            raise ConfigError("this meta-learner draws a fresh initialisation per task: there is no shared theta_0")
+        return shared, static
+
+    def spans(self) -> list[tuple[int, int]]:
+        """Step ranges backpropagated separately (one optimiser update each under truncation)."""
+        t = self.truncation or self.steps
+        return [(a, min(a + t, self.steps)) for a in range(0, self.steps, t)]
 
     # ------------------------------------------------------------------ meta-training
-    def meta_backward(self, batch: Sequence[Tensor], epoch: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
-        """Backpropagate the mean meta-loss of a task batch; returns per-task losses and diagnostics.
+    def meta_backward(self, batch, epoch: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
+        """Backpropagate the mean meta-loss over all inner steps; returns per-task losses and diagnostics.
 
-        ``batch`` is ``(xs, ys, xq, yq)`` with a leading task dimension, or a list of per-task
-        ``(xs, ys, xq, yq)`` tuples for tasks that cannot be stacked (run by the loop).
+        ``batch`` is ``(xs, ys, xq, yq)`` with a leading task dimension, a list of per-task tuples
+        for tasks that cannot be stacked (run by the loop), or a dict ``family -> either``.
         """
-        theta0, static = self.start()
-        n = len(batch) if is_ragged(batch) else batch[0].shape[0]
-        if self.checkpoint and is_ragged(batch):
+        losses, aux, _ = self.meta_backward_span(batch, epoch, 0, self.steps, None)
+        return losses, aux
+
+    def meta_backward_span(self, batch, epoch: int, start: int, stop: int, carry: dict | None):
+        """Backpropagate the meta-loss of steps ``start .. stop-1`` from ``carry`` (the detached
+        inner state per family at ``start``; None at step 0). Returns losses, aux, next carry."""
+        groups = self._groups(batch)
+        total = sum(self._count(t) for t in groups.values())
+        weights = self.objective.step_weights(self.steps, epoch)[start:stop]
+        all_losses, all_aux, new_carry = [], [], {}
+        for family, tasks in groups.items():
+            n = self._count(tasks)
+            if self.checkpoint and (start, stop) == (0, self.steps):
+                losses, aux, fin = self._checkpointed(family, tasks, n, total)
+            else:
+                losses, aux, fin = self._plain(family, tasks, n, total, weights, start, carry and carry.get(family))
+            all_losses.append(losses)
+            all_aux.append(aux)
+            new_carry[family] = fin
+        aux = {k: torch.cat([a[k].flatten(1) for a in all_aux]) for k in all_aux[0]} if len(all_aux) > 1 else all_aux[0]
+        return torch.cat(all_losses), aux, new_carry
+
+    def _plain(self, family, tasks, n, total, weights, start, carry):
+        loop = self.loops[family]
+        shared, static, per_task = self._start(family, n) if carry is None else (None, None, None)
+        objective = self.objective
+        inner_names = self.learners[family].inner
+
+        def task(params, state, stat, xs, ys, xq, yq):
+            if params is None:
+                params = dict(shared)
+            x_in, y_in, x_m, y_m = objective.split(xs, ys, xq, yq)
+            loss, aux, p, s = loop.meta_loss(params, state, {**static, **(stat or {})}, x_in, y_in, x_m, y_m, weights, start)
+            return loss, aux, p, s
+
+        if carry is not None:
+            params, state, stat = carry["params"], carry["state"], carry["static"]
+        elif per_task is not None:
+            params = {k: v for k, v in per_task.items() if k in inner_names}
+            stat = {k: v for k, v in per_task.items() if k not in inner_names}
+            state = None
+        else:
+            params, state, stat = None, None, None
+        if is_ragged(tasks):
+            items = [(None if params is None else {k: v[i] for k, v in params.items()},
+                      None if state is None else {k: v[i] for k, v in state.items()},
+                      None if stat is None else {k: v[i] for k, v in stat.items()}, *t) for i, t in enumerate(tasks)]
+            losses, aux, p, s = map_ragged(task, items, backward=True, scale=1.0 / total)
+        else:
+            fn = task
+            args = [params, state, stat, *tasks]
+            # None arguments are closed over (vmap cannot batch None)
+            present = [i for i, a in enumerate(args) if a is not None]
+
+            def call(*xs):
+                full = [None] * len(args)
+                for i, x in zip(present, xs):
+                    full[i] = x
+                return fn(*full)
+
+            losses, aux, p, s = map_tasks(call, [args[i] for i in present], self.modes[family], n, backward=True, scale=1.0 / total)
+        fin = {"params": p, "state": s, "static": stat if stat is not None else {}}
+        return losses, aux, fin
+
+    def _checkpointed(self, family, tasks, n, total):
+        if is_ragged(tasks):
             raise ConfigError("the checkpointed unroll needs stacked tasks; set train.checkpoint_unroll = 0 for ragged batches")
-        if self.checkpoint:
-            return self._checkpointed_backward(theta0, static, batch)
-        weights = self.objective.step_weights(self.steps, epoch)
+        learner, loop = self.learners[family], self.loops[family]
+        shared, static, per_task = self._start(family, n)
+        names = list(learner.inner)
+        xs, ys, xq, yq = tasks
+        if per_task is not None:
+            start = {k: per_task[k] for k in names}
+            static_b = {k: v for k, v in per_task.items() if k not in names}
+        else:
+            start = None
+            static_b = None
+        meta = list(self.rule.parameters()) + [v for v in static.values()]
 
-        def task(xs, ys, xq, yq):
-            return self.loop.meta_loss(theta0, static, xs, ys, xq, yq, weights)
+        def query_loss(params, st, x, y):
+            return learner.loss({**static, **st, **params}, x, y)
 
-        return map_tasks(task, batch, self.mode, backward=True, scale=1.0 / n)
-
-    def _checkpointed_backward(self, theta0: Params, static: Params, batch: Sequence[Tensor]):
-        xs, ys, xq, yq = batch
-        n = xs.shape[0]
-        names = list(self.learner.inner)
-        meta = [t for t in list(self.rule.parameters()) + list(static.values())]
-
-        def query_loss(params, x, y):
-            return self.learner.loss({**static, **params}, x, y)
-
-        def plan(x, y, batched):
-            return UnrollPlan(self.loop, names, static, meta, x, y, self.steps, self.checkpoint, batched)
-
-        if self.mode == "vmap":
-            p = plan(xs, ys, True)
-            start = {k: v.expand(n, *v.shape) for k, v in theta0.items()}
-            final = checkpointed_unroll(p, start)
-            losses = torch.vmap(query_loss)(final, xq, yq)
-            losses.mean().backward()
-            return losses.detach(), p.infos
+        if self.modes[family] == "vmap" and static_b is None:
+            plan = UnrollPlan(loop, names, static, meta, xs, ys, self.steps, self.checkpoint, True)
+            theta = start if start is not None else {k: v.expand(n, *v.shape) for k, v in shared.items()}
+            final = checkpointed_unroll(plan, theta)
+            losses = torch.vmap(lambda p, x, y: query_loss(p, {}, x, y))(final, xq, yq)
+            (losses.sum() / total).backward()
+            return losses.detach(), plan.infos, None
         losses, infos = [], []
         for i in range(n):
-            p = plan(xs[i], ys[i], False)
-            final = checkpointed_unroll(p, theta0)
-            loss = query_loss(final, xq[i], yq[i])
-            (loss / n).backward()
+            st = {} if static_b is None else {k: v[i] for k, v in static_b.items()}
+            plan = UnrollPlan(loop, names, {**static, **st}, meta, xs[i], ys[i], self.steps, self.checkpoint, False)
+            theta = shared if start is None else {k: v[i] for k, v in start.items()}
+            final = checkpointed_unroll(plan, theta)
+            loss = query_loss(final, st, xq[i], yq[i])
+            (loss / total).backward()
             losses.append(loss.detach())
-            infos.append(p.infos)
-        aux = {k: torch.stack([a[k] for a in infos]) for k in infos[0]} if infos and infos[0] else {}
-        return torch.stack(losses), aux
+            infos.append(plan.infos)
+        return torch.stack(losses), stack_trees(infos) if infos and infos[0] else {}, None
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def evaluate(self, batch: Sequence[Tensor], steps: int | None = None, chunk: int = 100) -> tuple[Tensor, dict]:
-        """Adapt each task on its support set for ``steps`` and return the query metric per task.
+    def evaluate(self, batch, steps: int | None = None, chunk: int = 100, record: Sequence[int] | None = None,
+                 seed: int = 0) -> tuple[Tensor, dict]:
+        """Adapt each task on its support set and return the query metric per task.
 
-        The inner loop needs gradients, which ``torch.func.grad`` computes even under ``no_grad``;
-        no meta-graph is built.
+        With ``record``, returns ``[tasks, len(record)]``: the metric after each listed number of
+        steps (0 = before adapting), from one unroll of ``max(record)`` steps. The inner loop needs
+        gradients, which ``torch.func.grad`` computes even under ``no_grad``; no meta-graph is built.
+        Random draws (per-task inits, zeroth-order directions) come from ``seed``, so evaluation is
+        repeatable and paired across methods.
         """
         steps = self.steps if steps is None else steps
         if steps < 0:
             raise ConfigError("evaluation steps must be >= 0")
-        theta0, static = self.start()
-        theta0 = {k: v.detach() for k, v in theta0.items()}
+        marks = sorted(set(record)) if record is not None else [steps]
+        if marks[0] < 0:
+            raise ConfigError("recorded steps must be >= 0")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            results, infos = [], []
+            for family, tasks in self._groups(batch).items():
+                v, i = self._evaluate_family(family, tasks, marks, chunk)
+                results.append(v)
+                infos.append(i)
+        values = torch.cat(results)
+        info = infos[0] if len(infos) == 1 else {}
+        return (values if record is not None else values[:, 0]), info
+
+    def _evaluate_family(self, family, tasks, marks, chunk):
+        learner, loop = self.learners[family], self.loops[family]
+        n = self._count(tasks)
+        shared, static, per_task = self._start(family, n)
+        shared = None if shared is None else {k: v.detach() for k, v in shared.items()}
         static = {k: v.detach() for k, v in static.items()}
+        names = learner.inner
 
-        def task(xs, ys, xq, yq):
-            params = dict(theta0)
+        def task(full, xs, ys, xq, yq):
+            if full is None:
+                params, stat = dict(shared), static
+            else:
+                params = {k: v for k, v in full.items() if k in names}
+                stat = {**static, **{k: v for k, v in full.items() if k not in names}}
             state = self.rule.init_state(params)
-            params, state, infos, _ = self.loop.run(params, state, static, xs, ys, 0, steps)
-            from innerloop.engine.unroll import stack_infos
+            x_in, y_in, _, _ = self.objective.split(xs, ys, xq, yq)
+            out, done, infos = [], 0, []
+            for m in marks:
+                params, state, inf, _ = loop.run(params, state, stat, x_in, y_in, done, m)
+                infos += inf
+                done = m
+                out.append(learner.metric({**stat, **params}, xq, yq))
+            return torch.stack(out), stack_infos(infos)
 
-            return self.learner.metric({**static, **params}, xq, yq), stack_infos(infos)
-
-        return map_tasks(task, batch, "loop" if is_ragged(batch) else self.mode, chunk=chunk)
+        if is_ragged(tasks):
+            items = [(None if per_task is None else {k: v[i] for k, v in per_task.items()}, *t) for i, t in enumerate(tasks)]
+            return map_ragged(task, items)
+        if per_task is None:
+            return map_tasks(lambda *a: task(None, *a), list(tasks), self.modes[family], n, chunk=chunk)
+        return map_tasks(task, [per_task, *tasks], self.modes[family], n, chunk=chunk)

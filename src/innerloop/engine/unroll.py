@@ -1,9 +1,9 @@
-"""The inner loop of one task, written once for every rule, oracle and objective.
+"""The inner loop of one task, written once for every init, rule, oracle and objective.
 
     theta_0       = init()[inner]
-    L_j, g_j      = oracle(L(D; theta_j))
+    L_j, g_j      = oracle(L(D_inner; theta_j))
     theta_{j+1}   = rule(theta_j, g_j, state_j, j)
-    L_meta        = sum_j w_j * L(D'; theta_{j+1})
+    L_meta        = sum_j w_j * L(D_meta; theta_{j+1})        (D_inner, D_meta = objective.split(task))
 
 Everything is a pure function of tensors: it runs per task, or under ``torch.func.vmap`` over a
 leading task dimension, with identical results.
@@ -11,7 +11,7 @@ leading task dimension, with identical results.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -48,30 +48,33 @@ class InnerLoop:
 
     def meta_loss(
         self,
-        theta0: Params,
+        params: Params,
+        state: State | None,
         static: Params,
-        xs: Tensor,
-        ys: Tensor,
-        xq: Tensor,
-        yq: Tensor,
+        x_in: Tensor,
+        y_in: Tensor,
+        x_meta: Tensor,
+        y_meta: Tensor,
         weights: Sequence[float],
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """``sum_j w_j L(D'; theta_{j+1})`` for one task, plus stacked diagnostics."""
-        params = {n: theta0[n] for n in self.learner.inner}
-        state = self.rule.init_state(params)
-        loss_fn = self.support_loss_fn(static, xs, ys)
-        total = torch.zeros((), dtype=xs.dtype, device=xs.device)
+        start: int = 0,
+    ) -> tuple[Tensor, dict[str, Tensor], Params, State]:
+        """``sum_j w_j L(D_meta; theta_{start+j+1})`` for one task from ``(params, state)`` at step
+        ``start``; returns the loss, stacked diagnostics and the final ``(params, state)``."""
+        if state is None:
+            state = self.rule.init_state(params)
+        loss_fn = self.support_loss_fn(static, x_in, y_in)
+        total = torch.zeros((), dtype=x_in.dtype, device=x_in.device)
         infos, support = [], []
-        for j, w in enumerate(weights):
+        for i, w in enumerate(weights):
             loss, grads, _ = self.oracle(loss_fn, params)
-            params, state, info = self.rule(params, grads, state, j)
+            params, state, info = self.rule(params, grads, state, start + i)
             infos.append(info)
             support.append(loss.detach())
             if w:
-                total = total + w * self.learner.loss({**static, **params}, xq, yq)
+                total = total + w * self.learner.loss({**static, **params}, x_meta, y_meta)
         aux = stack_infos(infos)
         aux["support_loss"] = torch.stack(support)
-        return total, aux
+        return total, aux, params, state
 
 
 def stack_infos(infos: list[dict[str, Tensor]]) -> dict[str, Tensor]:

@@ -2,5 +2,6 @@
 
 from innerloop.inits.fixed import FixedInit
 from innerloop.inits.learned import LearnedInit
+from innerloop.inits.random import RandomInit
 
-__all__ = ["LearnedInit", "FixedInit"]
+__all__ = ["LearnedInit", "FixedInit", "RandomInit"]

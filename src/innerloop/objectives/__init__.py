@@ -1,5 +1,5 @@
-"""What the meta-learner is scored on: weights on the query loss after each inner step."""
+"""What the meta-learner is scored on: weights on the loss after each inner step, and on which data."""
 
-from innerloop.objectives.query import FinalQueryLoss, MultiStepLoss, QueryObjective
+from innerloop.objectives.query import FinalQueryLoss, MultiStepLoss, QueryObjective, TrajectoryLoss
 
-__all__ = ["QueryObjective", "FinalQueryLoss", "MultiStepLoss"]
+__all__ = ["QueryObjective", "FinalQueryLoss", "MultiStepLoss", "TrajectoryLoss"]

@@ -7,6 +7,7 @@ function of tensors, so the same rule runs under ``torch.func.vmap`` and in a pe
 from innerloop.rules.alfa import ALFA
 from innerloop.rules.base import UpdateRule
 from innerloop.rules.lslr import PerStepLayerLR
+from innerloop.rules.lstm import CoordinateLSTM
 from innerloop.rules.sgd import SGD
 
-__all__ = ["UpdateRule", "SGD", "PerStepLayerLR", "ALFA"]
+__all__ = ["UpdateRule", "SGD", "PerStepLayerLR", "ALFA", "CoordinateLSTM"]

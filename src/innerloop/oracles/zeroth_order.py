@@ -1,0 +1,65 @@
+"""Zeroth-order gradient estimate from loss values only (LFT eq. 5; ZO-L2L).
+
+    g_hat = (1/q) * sum_i [(f(theta + mu * u_i) - f(theta)) / mu] * u_i
+
+with ``u_i ~ N(0, I)`` (default) or uniform on the unit sphere (then multiplied by the dimension d,
+the unbiased scaling for sphere directions). The q perturbed losses are one batched call
+(``torch.func.vmap`` over the directions), not q Python iterations. ``q + 1`` loss queries per call.
+
+During meta-training the estimate stays a differentiable function of theta (through the loss
+values), so the meta-gradient needs only first-order derivatives of the loss; at test time no
+autograd graph of the loss is built at all.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from innerloop.errors import ConfigError
+from innerloop.params import Params
+
+DIRECTIONS = ("gaussian", "sphere")
+
+
+def flatten(params: Params) -> Tensor:
+    return torch.cat([p.reshape(-1) for p in params.values()])
+
+
+def unflatten(vec: Tensor, like: Params) -> Params:
+    """Inverse of :func:`flatten`; ``vec`` may carry leading batch dimensions."""
+    out, offset = {}, 0
+    lead = vec.shape[:-1]
+    for k, p in like.items():
+        n = p.numel()
+        out[k] = vec[..., offset : offset + n].reshape(*lead, *p.shape)
+        offset += n
+    return out
+
+
+class ZerothOrderOracle:
+    """Random-direction finite-difference gradient estimator; counts ``q + 1`` queries per call."""
+
+    def __init__(self, q: int = 20, mu: float = 0.005, directions: str = "gaussian"):
+        if q < 1:
+            raise ConfigError(f"oracle.q = {q} must be >= 1")
+        if not mu > 0:
+            raise ConfigError(f"oracle.mu = {mu} must be > 0")
+        if directions not in DIRECTIONS:
+            raise ConfigError(f"oracle.directions = {directions!r} is not one of {list(DIRECTIONS)}")
+        self.q, self.mu, self.directions = q, mu, directions
+
+    def __call__(self, loss_fn: Callable[[Params], Tensor], params: Params) -> tuple[Tensor, Params, int]:
+        theta = flatten(params)
+        d = theta.numel()
+        u = torch.randn(self.q, d, dtype=theta.dtype, device=theta.device)
+        if self.directions == "sphere":
+            u = u / u.norm(dim=-1, keepdim=True)
+        f0 = loss_fn(params)
+        fq = torch.vmap(loss_fn)(unflatten(theta + self.mu * u, params))
+        g = (((fq - f0) / self.mu).unsqueeze(-1) * u).mean(0)
+        if self.directions == "sphere":
+            g = g * d
+        return f0, unflatten(g, params), self.q + 1

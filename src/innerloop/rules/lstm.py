@@ -1,0 +1,96 @@
+"""Coordinate-wise LSTM update rule (Andrychowicz et al. 2016; LFT; ZO-L2L).
+
+One small LSTM is shared by every coordinate of every parameter tensor; each coordinate has its own
+hidden and cell state. The parameters are flattened into one vector (dict order), so the same
+meta-parameters step parameter dicts of any shape and size — an MLP in one task, a CNN in the next:
+
+    x_i          = preprocess(g_i)                       (LogAndSign, or the raw gradient)
+    h_i, c_i     = LSTM(x_i, (h_i, c_i))                 (per coordinate i, shared weights)
+    theta_i     <- theta_i + scale * head(h_i)           (additive update)
+
+Defaults follow ``deepmind/learning-to-learn`` (2 layers x 20 units, LogAndSign with k = 5) with
+output scale 0.1 (the L2L paper's value; the code uses 0.01) [INFERRED for LFT]. The ZO-L2L variant
+(1 layer x 10 units, no bias, raw input, head weights x 0.1 at init) is ``CoordinateLSTM.zo_l2l()``.
+The cell is written from elementary ops so it runs under ``torch.func.vmap``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from innerloop.errors import ConfigError
+from innerloop.params import Params
+from innerloop.rules.base import Info, State, UpdateRule
+
+PREPROCESS = ("log_sign", "none")
+
+
+def log_and_sign(g: Tensor, k: float = 5.0) -> Tensor:
+    """L2L ``LogAndSign``: ``[clamp(log(|g| + eps) / k, min=-1), clamp(g * e^k, -1, 1)]``."""
+    eps = torch.finfo(g.dtype).eps
+    log = torch.clamp(torch.log(g.abs() + eps) / k, min=-1.0)
+    sign = torch.clamp(g * math.exp(k), -1.0, 1.0)
+    return torch.stack([log, sign], dim=-1)
+
+
+class CoordinateLSTM(UpdateRule):
+    """The learned fine-tuner ``m_phi``; see the module docstring."""
+
+    steps = None  # no per-step meta-parameters: any number of steps
+
+    def __init__(
+        self,
+        hidden: int = 20,
+        layers: int = 2,
+        preprocess: str = "log_sign",
+        k: float = 5.0,
+        scale: float = 0.1,
+        bias: bool = True,
+        head_init_scale: float = 1.0,
+    ):
+        super().__init__()
+        if preprocess not in PREPROCESS:
+            raise ConfigError(f"rule.preprocess = {preprocess!r} is not one of {list(PREPROCESS)}")
+        if hidden < 1 or layers < 1:
+            raise ConfigError("rule.hidden and rule.layers must be >= 1")
+        self.hidden, self.layers, self.preprocess, self.k, self.scale = hidden, layers, preprocess, k, scale
+        d_in = 2 if preprocess == "log_sign" else 1
+        self.ih = nn.ModuleList(nn.Linear(d_in if i == 0 else hidden, 4 * hidden, bias=bias) for i in range(layers))
+        self.hh = nn.ModuleList(nn.Linear(hidden, 4 * hidden, bias=False) for _ in range(layers))
+        self.head = nn.Linear(hidden, 1, bias=bias)
+        with torch.no_grad():
+            self.head.weight.mul_(head_init_scale)
+
+    @classmethod
+    def zo_l2l(cls) -> "CoordinateLSTM":
+        """ZO-L2L's optimizer: 1 x 10 LSTM, no bias, raw input, head weights scaled by 0.1, additive."""
+        return cls(hidden=10, layers=1, preprocess="none", scale=1.0, bias=False, head_init_scale=0.1)
+
+    def init_state(self, params: Params) -> State:
+        n = sum(p.numel() for p in params.values())
+        ref = next(iter(params.values()))
+        zeros = ref.new_zeros(self.layers, n, self.hidden)
+        return {"h": zeros, "c": zeros.clone()}
+
+    def forward(self, params: Params, grads: Params, state: State, step: int) -> tuple[Params, State, Info]:
+        g = torch.cat([grads[k].reshape(-1) for k in params])
+        x = log_and_sign(g, self.k) if self.preprocess == "log_sign" else g.unsqueeze(-1)
+        hs, cs = [], []
+        for layer in range(self.layers):
+            h, c = state["h"][layer], state["c"][layer]
+            i, f, gg, o = (self.ih[layer](x) + self.hh[layer](h)).chunk(4, dim=-1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            hs.append(h)
+            cs.append(c)
+            x = h
+        delta = self.head(x).squeeze(-1) * self.scale
+        new, offset = {}, 0
+        for k, p in params.items():
+            n = p.numel()
+            new[k] = p + delta[offset : offset + n].view_as(p)
+            offset += n
+        return new, {"h": torch.stack(hs), "c": torch.stack(cs)}, {"update_rms": delta.pow(2).mean().sqrt()}
