@@ -8,11 +8,11 @@ from torch import nn
 from innerloop.config import Config
 from innerloop.engine import Learner, MetaLearner
 from innerloop.errors import ConfigError
-from innerloop.inits import FixedInit, LearnedInit
+from innerloop.inits import FixedInit, LearnedInit, RandomInit
 from innerloop.models import MLP
-from innerloop.objectives import FinalQueryLoss, MultiStepLoss
-from innerloop.oracles import AutogradOracle
-from innerloop.rules import ALFA, SGD, PerStepLayerLR
+from innerloop.objectives import FinalQueryLoss, MultiStepLoss, TrajectoryLoss
+from innerloop.oracles import AutogradOracle, ZerothOrderOracle
+from innerloop.rules import ALFA, SGD, CoordinateLSTM, PerStepLayerLR
 from innerloop.tasks import SinusoidTasks
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -38,6 +38,9 @@ def build_rule(cfg: Config, learner: Learner, model: nn.Module) -> nn.Module:
         return SGD(r.lr)
     if r.kind == "lslr":
         return PerStepLayerLR(learner.inner, steps, r.lr)
+    if r.kind == "lstm":
+        return CoordinateLSTM(hidden=r.hidden, layers=r.layers, preprocess=r.preprocess, k=r.log_k, scale=r.scale,
+                              bias=r.bias, head_init_scale=r.head_init_scale)
     shapes = {n: p.shape for n, p in model.named_parameters() if n in set(learner.inner)}
     return ALFA(
         shapes, steps, lr=r.lr, weight_decay=r.weight_decay, generator_layers=r.generator_layers,
@@ -47,21 +50,47 @@ def build_rule(cfg: Config, learner: Learner, model: nn.Module) -> nn.Module:
     )
 
 
+def build_init(cfg: Config, model: nn.Module) -> nn.Module:
+    i = cfg.init
+    if i.kind == "learned":
+        return LearnedInit(model)
+    if i.kind == "fixed":
+        return FixedInit(model, i.seed, i.scheme)
+    return RandomInit(model, i.scheme, i.std)
+
+
+def build_oracle(cfg: Config):
+    o = cfg.oracle
+    if o.kind == "zo":
+        return ZerothOrderOracle(o.q, o.mu, o.directions)
+    return AutogradOracle(cfg.inner.order)
+
+
+def build_objective(cfg: Config):
+    o = cfg.objective
+    if o.kind == "msl":
+        return MultiStepLoss(o.msl_epochs)
+    if o.kind in ("lft", "l2o"):
+        return TrajectoryLoss(o.weights, "query" if o.kind == "lft" else "union")
+    return FinalQueryLoss()
+
+
 def build(cfg: Config) -> tuple[SinusoidTasks, MetaLearner]:
     """Everything a training run needs, on ``cfg.train.device`` in ``cfg.train.dtype``, seeded."""
     torch.manual_seed(cfg.train.seed)
     tasks = build_tasks(cfg)
     model, loss = build_model(cfg)
     learner = Learner(model, loss)
-    init = LearnedInit(model) if cfg.init.kind == "learned" else FixedInit(model, cfg.init.seed, cfg.init.scheme)
+    init = build_init(cfg, model)
     rule = build_rule(cfg, learner, model)
-    objective = MultiStepLoss(cfg.objective.msl_epochs) if cfg.objective.kind == "msl" else FinalQueryLoss()
+    objective = build_objective(cfg)
     device = torch.device(cfg.train.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device = 'cuda' but no CUDA device is available: use --set train.device=cpu")
     meta = MetaLearner(
-        learner, init, rule, AutogradOracle(cfg.inner.order), objective, cfg.inner.steps,
+        learner, init, rule, build_oracle(cfg), objective, cfg.inner.steps,
         executor=cfg.train.executor, checkpoint=cfg.train.checkpoint_unroll, device=device,
+        truncation=cfg.train.truncation,
     )
     model.to(device=device, dtype=DTYPES[cfg.train.dtype])
     meta.to(device=device, dtype=DTYPES[cfg.train.dtype])

@@ -46,9 +46,10 @@ class ModelConfig:
 
 @dataclass
 class InitConfig:
-    kind: str = "learned"  # learned | fixed
+    kind: str = "learned"  # learned | fixed | random (fresh per task)
     seed: int = 104  # fixed init: the seed theta_0 is drawn from (ALFA's default seed)
-    scheme: str = "xavier"  # fixed init: xavier | model
+    scheme: str = "xavier"  # fixed: xavier | model; random: torch | xavier | normal
+    std: float = 1e-4  # random init with scheme = normal
 
 
 @dataclass
@@ -64,6 +65,22 @@ class RuleConfig:
     beta_granularity: str = "step_layer"
     per_param_decay: bool = False
     detach_grad_input: bool = True
+    # lstm (coordinate-wise fine-tuner)
+    hidden: int = 20
+    layers: int = 2
+    preprocess: str = "log_sign"  # log_sign | none
+    log_k: float = 5.0
+    scale: float = 0.1
+    bias: bool = True
+    head_init_scale: float = 1.0
+
+
+@dataclass
+class OracleConfig:
+    kind: str = "autograd"  # autograd | zo
+    q: int = 20  # zo: random directions per estimate
+    mu: float = 0.005  # zo: smoothing
+    directions: str = "gaussian"  # zo: gaussian | sphere
 
 
 @dataclass
@@ -74,8 +91,9 @@ class InnerConfig:
 
 @dataclass
 class ObjectiveConfig:
-    kind: str = "final"  # final | msl
+    kind: str = "final"  # final | msl | lft | l2o
     msl_epochs: int = 15
+    weights: str = "uniform"  # lft / l2o: uniform | increasing | final
 
 
 @dataclass
@@ -94,6 +112,7 @@ class TrainConfig:
     clip_grad: float = 0.0  # 0: off; else clamp every meta-gradient entry to [-c, c]
     max_bad_steps: int = 10  # consecutive non-finite steps before training stops
     eval_every: int = 0  # 0: off; else evaluate on the fixed eval tasks every N iterations (metrics.jsonl)
+    truncation: int = 0  # 0: off; else truncated backprop every N inner steps (one update per segment)
 
 
 @dataclass
@@ -110,6 +129,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     init: InitConfig = field(default_factory=InitConfig)
     rule: RuleConfig = field(default_factory=RuleConfig)
+    oracle: OracleConfig = field(default_factory=OracleConfig)
     inner: InnerConfig = field(default_factory=InnerConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -123,11 +143,15 @@ CHOICES = {
     "task.family": ("sinusoid",),
     "model.name": ("mlp",),
     "model.activation": ("relu", "tanh", "leaky_relu"),
-    "init.kind": ("learned", "fixed"),
-    "init.scheme": ("xavier", "model"),
-    "rule.kind": ("sgd", "lslr", "alfa"),
+    "init.kind": ("learned", "fixed", "random"),
+    "init.scheme": ("xavier", "model", "torch", "normal"),
+    "rule.kind": ("sgd", "lslr", "alfa", "lstm"),
+    "rule.preprocess": ("log_sign", "none"),
+    "oracle.kind": ("autograd", "zo"),
+    "oracle.directions": ("gaussian", "sphere"),
+    "objective.weights": ("uniform", "increasing", "final"),
     "inner.order": ("second", "first"),
-    "objective.kind": ("final", "msl"),
+    "objective.kind": ("final", "msl", "lft", "l2o"),
     "train.executor": ("auto", "vmap", "loop"),
     "train.dtype": ("float32", "float64"),
 }
@@ -221,8 +245,16 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.meta_lr must be > 0, got {tr.meta_lr}")
     if cfg.eval.tasks < 1 or cfg.eval.chunk < 1:
         raise ConfigError("eval.tasks and eval.chunk must be >= 1")
-    if cfg.init.kind == "fixed" and cfg.rule.kind == "sgd":
-        raise ConfigError("init.kind = 'fixed' with rule.kind = 'sgd' has nothing to meta-learn: use rule.kind = 'alfa'")
+    if cfg.init.kind in ("fixed", "random") and cfg.rule.kind == "sgd":
+        raise ConfigError(f"init.kind = '{cfg.init.kind}' with rule.kind = 'sgd' has nothing to meta-learn: use rule.kind = 'alfa' or 'lstm'")
+    if cfg.init.kind == "fixed" and cfg.init.scheme not in ("xavier", "model"):
+        raise ConfigError(f"init.scheme = '{cfg.init.scheme}' is for init.kind = 'random'; a fixed init takes 'xavier' or 'model'")
+    if cfg.init.kind == "random" and cfg.init.scheme not in ("torch", "xavier", "normal"):
+        raise ConfigError(f"init.scheme = '{cfg.init.scheme}' is for init.kind = 'fixed'; a random init takes 'torch', 'xavier' or 'normal'")
+    if cfg.oracle.q < 1 or not cfg.oracle.mu > 0:
+        raise ConfigError("oracle.q must be >= 1 and oracle.mu > 0")
+    if tr.truncation < 0:
+        raise ConfigError("train.truncation must be >= 0")
     if cfg.model.name == "mlp" and any(h < 1 for h in cfg.model.hidden):
         raise ConfigError(f"model.hidden sizes must be >= 1, got {cfg.model.hidden}")
     if not tr.device.startswith(("cpu", "cuda", "mps")):

@@ -22,8 +22,13 @@ def mean_ci95(values: torch.Tensor) -> tuple[float, float]:
     return float(v.mean()), 1.96 * std / math.sqrt(n)
 
 
-def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = None, steps: int | None = None) -> dict[str, Any]:
-    """Adapt on ``shots`` support points of each fixed test task, score on ``eval_query`` points."""
+def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = None, steps: int | None = None,
+                  record: list[int] | None = None) -> dict[str, Any]:
+    """Adapt on ``shots`` support points of each fixed test task, score on ``eval_query`` points.
+
+    With ``record`` (a list of step counts), one unroll to ``max(record)`` steps is scored after each
+    listed count: the result gets ``"by_steps": [{"steps", "mean", "ci95", "std"}, ...]``.
+    """
     n_tasks = cfg.eval.tasks if n_tasks is None else n_tasks
     steps = (cfg.eval.steps if cfg.eval.steps is not None else cfg.inner.steps) if steps is None else steps
     if n_tasks < 1:
@@ -33,16 +38,25 @@ def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = N
     batch = tasks.eval_set(
         n_tasks, cfg.eval.seed, cfg.task.eval_query, dtype=DTYPES[cfg.train.dtype], device=cfg.train.device
     )
-    values, _ = meta.evaluate(batch, steps=steps, chunk=cfg.eval.chunk)
-    mean, ci = mean_ci95(values)
     metric = "mse" if meta.learner.loss_name == "mse" else "accuracy"
-    if metric == "accuracy":
-        mean, ci = 100 * mean, 100 * ci
-    return {"metric": metric, "mean": mean, "ci95": ci, "tasks": n_tasks, "steps": steps}
+    scale = 100.0 if metric == "accuracy" else 1.0
+    marks = sorted(set(record)) if record else [steps]
+    values, _ = meta.evaluate(batch, chunk=cfg.eval.chunk, record=marks, seed=cfg.eval.seed)
+    by_steps = []
+    for i, m in enumerate(marks):
+        mean, ci = mean_ci95(values[:, i])
+        by_steps.append({"steps": m, "mean": scale * mean, "ci95": scale * ci,
+                         "std": scale * float(values[:, i].double().std()) if n_tasks > 1 else 0.0})
+    last = by_steps[-1]
+    out = {"metric": metric, "mean": last["mean"], "ci95": last["ci95"], "tasks": n_tasks, "steps": last["steps"]}
+    if record:
+        out["by_steps"] = by_steps
+    return out
 
 
-def evaluate_run(run_dir: str | Path, n_tasks: int | None = None, steps: int | None = None) -> dict[str, Any]:
+def evaluate_run(run_dir: str | Path, n_tasks: int | None = None, steps: int | None = None,
+                 record: list[int] | None = None) -> dict[str, Any]:
     from innerloop.train import load_run
 
     cfg, meta, tasks, _ = load_run(run_dir)
-    return evaluate_meta(cfg, meta, tasks, n_tasks, steps)
+    return evaluate_meta(cfg, meta, tasks, n_tasks, steps, record)

@@ -21,6 +21,7 @@ from innerloop.build import DTYPES, build
 from innerloop.config import Config, apply, to_toml
 from innerloop.errors import DivergenceError, UserError
 from innerloop.progress import Progress
+from innerloop.tasks.sinusoid import _seed
 
 METRICS = "metrics.jsonl"
 
@@ -88,11 +89,23 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
         while it < total:
             t0 = time.perf_counter()
             batch = tasks.train_batch(cfg.train.meta_batch, cfg.train.seed, it, dtype=dtype, device=device)
-            opt.zero_grad(set_to_none=True)
-            losses, aux = meta.meta_backward(batch, epoch=it // cfg.train.epoch_length)
-            grads = [p.grad for p in params if p.grad is not None]
-            loss = float(losses.mean())
-            if not (math.isfinite(loss) and _finite(*grads) and _finite(*aux.values())):
+            torch.manual_seed(_seed(cfg.train.seed, it, 0x5EED))  # per-task inits, ZO directions
+            carry, ok, losses_all = None, True, []
+            for a, b in meta.spans():
+                opt.zero_grad(set_to_none=True)
+                losses, aux, carry = meta.meta_backward_span(batch, it // cfg.train.epoch_length, a, b, carry)
+                grads = [p.grad for p in params if p.grad is not None]
+                loss = float(losses.mean())
+                losses_all.append(loss)
+                if not (math.isfinite(loss) and _finite(*grads) and _finite(*aux.values())):
+                    ok = False
+                    break
+                if cfg.train.clip_grad > 0:
+                    for g in grads:
+                        g.clamp_(-cfg.train.clip_grad, cfg.train.clip_grad)
+                opt.step()
+            loss = sum(losses_all) / len(losses_all)
+            if not ok:
                 bad += 1
                 log.write(json.dumps({"iteration": it + 1, "event": "non-finite", "meta_loss": loss}) + "\n")
                 log.flush()
@@ -105,10 +118,6 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
                 it += 1
                 continue
             bad = 0
-            if cfg.train.clip_grad > 0:
-                for g in grads:
-                    g.clamp_(-cfg.train.clip_grad, cfg.train.clip_grad)
-            opt.step()
             it += 1
             elapsed += time.perf_counter() - t0
             window_loss += loss

@@ -16,3 +16,17 @@ def test_msl_schedule_matches_maml_plus_plus():
     assert msl.step_weights(5, 14)[:4] == pytest.approx([0.2 - 14 / 75] * 4)
     assert MultiStepLoss(msl_epochs=1000).step_weights(5, 999)[:4] == pytest.approx([0.006] * 4)  # floor 0.03 / S
     assert msl.step_weights(5, 15) == [0, 0, 0, 0, 1.0]  # MSL off after msl_epochs
+
+
+def test_trajectory_weights_and_data():
+    import torch
+
+    from innerloop.objectives import TrajectoryLoss
+
+    assert TrajectoryLoss("uniform").step_weights(3, 0) == [1.0, 1.0, 1.0]
+    assert TrajectoryLoss("increasing").step_weights(3, 0) == [1.0, 2.0, 3.0]
+    assert TrajectoryLoss("final").step_weights(3, 0) == [0.0, 0.0, 1.0]
+    xs, ys, xq, yq = torch.zeros(2, 1), torch.zeros(2, 1), torch.ones(3, 1), torch.ones(3, 1)
+    assert TrajectoryLoss(data="query").split(xs, ys, xq, yq)[0] is xs  # LFT: fine-tune on D_tr, score on D_val
+    x_in, y_in, x_m, y_m = TrajectoryLoss(data="union").split(xs, ys, xq, yq)  # L2O: D_tr u D_val for both
+    assert x_in.shape == (5, 1) and torch.equal(x_in, x_m) and torch.equal(y_in, y_m)

@@ -5,15 +5,25 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
-from torch.nn import functional as F
 
 from innerloop.errors import ConfigError
 from innerloop.params import Params, split_inner_outer
 
-LOSSES = {
-    "mse": lambda out, y: F.mse_loss(out, y),
-    "cross_entropy": lambda out, y: F.cross_entropy(out, y),
-}
+def mse(out: Tensor, y: Tensor) -> Tensor:
+    """Mean squared error from elementary ops.
+
+    ``F.mse_loss`` has a wrong batching rule under *nested* vmap (tasks outside, zeroth-order
+    directions inside) in PyTorch 2.13: it fails with a shape error; this form is exact.
+    """
+    return (out - y).pow(2).mean()
+
+
+def cross_entropy(out: Tensor, y: Tensor) -> Tensor:
+    """Mean cross-entropy from ``log_softmax`` and ``gather`` (safe under nested vmap, like :func:`mse`)."""
+    return -out.log_softmax(-1).gather(-1, y.unsqueeze(-1)).mean()
+
+
+LOSSES = {"mse": mse, "cross_entropy": cross_entropy}
 
 
 class Learner:
@@ -58,5 +68,5 @@ class Learner:
         """MSE for regression, accuracy in [0, 1] for classification."""
         out = self.forward(params, x)
         if self.loss_name == "mse":
-            return F.mse_loss(out, y)
+            return mse(out, y)
         return (out.argmax(-1) == y).to(out.dtype).mean()

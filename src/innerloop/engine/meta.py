@@ -155,7 +155,12 @@ class MetaLearner(nn.Module):
 
     def _plain(self, family, tasks, n, total, weights, start, carry):
         loop = self.loops[family]
-        shared, static, per_task = self._start(family, n) if carry is None else (None, None, None)
+        if carry is None:
+            shared, static, per_task = self._start(family, n)
+        elif getattr(self.inits[family], "per_task", False):
+            shared, static, per_task = None, {}, None  # the per-task static params travel in the carry
+        else:
+            shared, static, per_task = None, self._start(family, n)[1], None
         objective = self.objective
         inner_names = self.learners[family].inner
 

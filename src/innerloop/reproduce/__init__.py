@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from innerloop.errors import UserError
 
-REPRODUCTIONS = ("alfa-sinusoid",)
+REPRODUCTIONS = ("alfa-sinusoid", "lft-sinusoid")
 
 
 def run_reproduction(name: str, budget: str, out: str, jobs: int = 1, device: str | None = None, only: str | None = None):
     if name == "alfa-sinusoid":
         from innerloop.reproduce.alfa_sinusoid import reproduce
+
+        return reproduce(budget, out, jobs=jobs, device=device, only=only)
+    if name == "lft-sinusoid":
+        from innerloop.reproduce.lft_sinusoid import reproduce
 
         return reproduce(budget, out, jobs=jobs, device=device, only=only)
     raise UserError(f"unknown reproduction {name!r}; available: {', '.join(REPRODUCTIONS)}")

@@ -31,6 +31,7 @@ class Row:
     overrides: list[str]
     paper: float | None
     extra: dict[str, Any] = field(default_factory=dict)
+    record: list[int] | None = None  # evaluate after each of these step counts (one unroll)
 
 
 def _run_row(row: Row, out: str, threads: int) -> dict[str, Any]:
@@ -46,7 +47,7 @@ def _run_row(row: Row, out: str, threads: int) -> dict[str, Any]:
     resume = (run_dir / "checkpoint.pt").is_file()
     t0 = time.perf_counter()
     summary = train(cfg, run_dir, resume=resume, progress=False)
-    res = evaluate_run(run_dir)
+    res = evaluate_run(run_dir, record=row.record)
     result = {
         "method": row.method, "setting": row.setting, "metric": res["metric"], "mean": res["mean"],
         "ci95": res["ci95"], "tasks": res["tasks"], "paper": row.paper,
@@ -54,6 +55,8 @@ def _run_row(row: Row, out: str, threads: int) -> dict[str, Any]:
         "wall_s_this_session": round(time.perf_counter() - t0, 1), "executor": summary["executor"],
         "device": cfg.train.device, **row.extra,
     }
+    if "by_steps" in res:
+        result["by_steps"] = res["by_steps"]
     tmp = result_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
     os.replace(tmp, result_path)

@@ -1,0 +1,183 @@
+"""The coordinate-wise LSTM fine-tuner: meta-gradients, any-shape parameters, incongruous batches."""
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from innerloop.engine import Learner, MetaLearner
+from innerloop.errors import ConfigError
+from innerloop.inits import LearnedInit, RandomInit
+from innerloop.models import MLP
+from innerloop.objectives import TrajectoryLoss
+from innerloop.oracles import AutogradOracle
+from innerloop.rules import CoordinateLSTM
+from innerloop.rules.lstm import log_and_sign
+
+
+class TinyCNN(nn.Module):
+    def __init__(self, classes=2):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, padding=1)
+        self.fc = nn.Linear(3 * 4 * 4, classes)
+
+    def forward(self, x):
+        return self.fc(F.max_pool2d(torch.tanh(self.conv(x)), 2).flatten(1))
+
+
+def lstm(**kw):
+    torch.manual_seed(5)
+    r = CoordinateLSTM(hidden=4, layers=2, **kw).double()
+    with torch.no_grad():
+        for p in r.parameters():
+            p.mul_(3.0)  # a rule that does something visible in 3 steps
+    return r
+
+
+def mlp_meta(order, objective="lft", executor="loop", preprocess="log_sign"):
+    torch.manual_seed(0)
+    model = MLP(1, [6], 1, activation="tanh").double()
+    obj = TrajectoryLoss("uniform", "query" if objective == "lft" else "union")
+    return MetaLearner(Learner(model, "mse"), RandomInit(model).double(), lstm(preprocess=preprocess),
+                       AutogradOracle(order), obj, steps=3, executor=executor)
+
+
+def loss_at(meta, batch):
+    torch.manual_seed(11)  # the same per-task random inits for every evaluation
+    _, _, carry = None, None, None
+    groups = meta._groups(batch)
+    fam, tasks = next(iter(groups.items()))
+    n = tasks[0].shape[0]
+    _, _, per_task = meta._start(fam, n)
+    w = meta.objective.step_weights(meta.steps, 0)
+    tot = 0
+    for i in range(n):
+        p = {k: v[i] for k, v in per_task.items()}
+        x_in, y_in, x_m, y_m = meta.objective.split(*(t[i] for t in tasks))
+        tot = tot + meta.loop.meta_loss(p, None, {}, x_in, y_in, x_m, y_m, w)[0]
+    return tot / n
+
+
+def grads(meta, batch):
+    meta.zero_grad(set_to_none=True)
+    torch.manual_seed(11)
+    meta.meta_backward(batch)
+    return [p.grad.clone() for p in meta.parameters()]
+
+
+def test_log_and_sign_matches_l2l():
+    g = torch.tensor([1e-12, -1e-3, 0.5, -20.0], dtype=torch.float64)
+    out = log_and_sign(g, 5.0)
+    assert out.shape == (4, 2)
+    torch.testing.assert_close(out[:, 0], torch.clamp(torch.log(g.abs() + torch.finfo(torch.float64).eps) / 5, min=-1))
+    torch.testing.assert_close(out[:, 1], torch.clamp(g * torch.exp(torch.tensor(5.0, dtype=torch.float64)), -1, 1))
+
+
+@pytest.mark.parametrize("objective", ["lft", "l2o"])
+@pytest.mark.parametrize("preprocess", ["log_sign", "none"])
+def test_meta_gradient_matches_finite_differences(sine_batch, objective, preprocess):
+    meta = mlp_meta("second", objective, preprocess=preprocess)
+    g = grads(meta, sine_batch)
+    params = list(meta.parameters())
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(2):
+        v = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
+        eps = 1e-6
+        with torch.no_grad():
+            for p, d in zip(params, v):
+                p.add_(eps * d)
+            up = float(loss_at(meta, sine_batch))
+            for p, d in zip(params, v):
+                p.sub_(2 * eps * d)
+            down = float(loss_at(meta, sine_batch))
+            for p, d in zip(params, v):
+                p.add_(eps * d)
+        fd = (up - down) / (2 * eps)
+        an = float(sum((a * d).sum() for a, d in zip(g, v)))
+        assert an == pytest.approx(fd, rel=1e-5, abs=1e-8)
+
+
+def test_detached_inputs_match_a_hand_written_unroll(sine_batch):
+    """Without second derivatives (L2L's default) the gradient input is a constant."""
+    meta = mlp_meta("first", "lft")
+    ours = grads(meta, sine_batch)
+    rule = meta.rule
+    torch.manual_seed(11)
+    per_task = meta.inits["default"].sample(3)
+    total = 0
+    for i in range(3):
+        xs, ys, xq, yq = (t[i] for t in sine_batch)
+        theta = {k: v[i].clone().requires_grad_() for k, v in per_task.items()}
+        state = rule.init_state(theta)
+        for j in range(3):
+            loss = F.mse_loss(meta.learner.forward(theta, xs), ys)
+            g = torch.autograd.grad(loss, list(theta.values()))
+            g = {k: t.detach() for k, t in zip(theta, g)}
+            theta, state, _ = rule(theta, g, state, j)
+            total = total + F.mse_loss(meta.learner.forward(theta, xq), yq)
+    ref = torch.autograd.grad(total / 3, list(meta.parameters()))
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_vmap_and_loop_agree(sine_batch):
+    a = grads(mlp_meta("second", executor="loop"), sine_batch)
+    b = grads(mlp_meta("second", executor="vmap"), sine_batch)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-12)
+
+
+def image_batch(n=2, size=8, classes=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, 4, 1, size, size, generator=g, dtype=torch.float64), torch.randint(0, classes, (n, 4), generator=g),
+            torch.randn(n, 6, 1, size, size, generator=g, dtype=torch.float64), torch.randint(0, classes, (n, 6), generator=g))
+
+
+def test_one_fine_tuner_steps_an_mlp_and_a_cnn_in_one_meta_batch(sine_batch):
+    torch.manual_seed(0)
+    mlp, cnn = MLP(1, [6], 1, activation="tanh").double(), TinyCNN().double()
+    rule = lstm()
+    families = {"sine-mlp": Learner(mlp, "mse"), "image-cnn": Learner(cnn, "cross_entropy")}
+    inits = {"sine-mlp": RandomInit(mlp).double(), "image-cnn": RandomInit(cnn).double()}
+    meta = MetaLearner(families, inits, rule, AutogradOracle("second"), TrajectoryLoss(), steps=3)
+    assert meta.modes == {"sine-mlp": "vmap", "image-cnn": "loop"}
+    batch = {"sine-mlp": sine_batch, "image-cnn": image_batch()}
+    torch.manual_seed(1)
+    meta.zero_grad()
+    losses, _ = meta.meta_backward(batch)
+    assert losses.shape == (5,)
+    both = [p.grad.clone() for p in rule.parameters()]
+    assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in both)
+    # the mixed meta-gradient is the task-weighted mean of the per-family ones (same random inits)
+    parts = []
+    for fam in ("sine-mlp", "image-cnn"):
+        single = MetaLearner({fam: families[fam]}, {fam: inits[fam]}, rule, AutogradOracle("second"), TrajectoryLoss(), steps=3)
+        torch.manual_seed(1)
+        if fam == "image-cnn":
+            inits["sine-mlp"].sample(3)  # consume the draws the mixed batch made first
+        single.zero_grad()
+        single.meta_backward({fam: batch[fam]})
+        parts.append([p.grad.clone() for p in rule.parameters()])
+    for g, a, b in zip(both, *parts):
+        torch.testing.assert_close(g, (3 * a + 2 * b) / 5, rtol=1e-9, atol=1e-12)
+    values, _ = meta.evaluate(batch, steps=2)
+    assert values.shape == (5,)
+
+
+def test_maml_refuses_incongruous_batches():
+    mlp, cnn = MLP(1, [6], 1), TinyCNN()
+    with pytest.raises(ConfigError, match="MAML does not apply"):
+        MetaLearner({"a": Learner(mlp, "mse"), "b": Learner(cnn, "cross_entropy")},
+                    {"a": LearnedInit(mlp), "b": LearnedInit(cnn)}, CoordinateLSTM(), steps=2)
+
+
+def test_any_shape_same_meta_parameters():
+    rule = CoordinateLSTM()
+    n_meta = sum(p.numel() for p in rule.parameters())
+    for shapes in ({"w": (3,)}, {"a": (5, 7), "b": (2, 3, 4, 4)}):
+        params = {k: torch.randn(s) for k, s in shapes.items()}
+        state = rule.init_state(params)
+        new, state, _ = rule(params, {k: torch.randn(s) for k, s in shapes.items()}, state, 0)
+        assert {k: v.shape for k, v in new.items()} == {k: torch.Size(s) for k, s in shapes.items()}
+        assert state["h"].shape == (2, sum(torch.Size(s).numel() for s in shapes.values()), 20)
+    assert sum(p.numel() for p in rule.parameters()) == n_meta
