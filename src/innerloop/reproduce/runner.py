@@ -73,11 +73,14 @@ def hardware(device: str) -> dict[str, Any]:
 
 
 def run_rows(rows: list[Row], out: str, jobs: int = 1) -> list[dict[str, Any]]:
-    """Run (or resume, or skip when finished) every row; ``jobs`` rows at a time in processes."""
+    """Run (or resume, or skip when finished) every row; ``jobs`` rows at a time in processes.
+
+    Each process uses ``cores / jobs`` threads (``INNERLOOP_THREADS`` overrides: oversubscribed
+    threads slow these small workloads several-fold when other jobs share the machine)."""
     if jobs < 1:
         raise UserError("--jobs must be >= 1")
     Path(out, "runs").mkdir(parents=True, exist_ok=True)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = int(os.environ.get("INNERLOOP_THREADS", 0)) or max(1, (os.cpu_count() or 1) // jobs)
     if jobs == 1:
         return [_run_row(r, out, threads) for r in rows]
     ctx = mp.get_context("spawn")
