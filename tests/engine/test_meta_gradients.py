@@ -8,6 +8,7 @@ from innerloop.engine import Learner, MetaLearner
 from innerloop.inits import FixedInit, LearnedInit
 from innerloop.oracles import AutogradOracle
 from innerloop.rules import ALFA, SGD, PerStepLayerLR
+from tests.gradcheck import directional_checks
 
 
 def make_rule(kind, model, learner, steps, detach=True):
@@ -104,22 +105,7 @@ def test_second_order_matches_finite_differences(kind, steps, small_mlp, sine_ba
     # derivative is only comparable with that option off; the default is checked by the hand unroll.
     meta = make_meta(kind, small_mlp, steps, detach=False)
     grads = flat_grad(meta, sine_batch)
-    params = [p for p in meta.parameters()]
-    gen = torch.Generator().manual_seed(7)
-    for _ in range(3):
-        v = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
-        eps = 1e-6
-        with torch.no_grad():
-            for p, d in zip(params, v):
-                p.add_(eps * d)
-            up = float(meta_loss(meta, sine_batch))
-            for p, d in zip(params, v):
-                p.sub_(2 * eps * d)
-            down = float(meta_loss(meta, sine_batch))
-            for p, d in zip(params, v):
-                p.add_(eps * d)
-        fd = (up - down) / (2 * eps)
-        analytic = float(sum((g * d).sum() for g, d in zip(grads, v)))
+    for analytic, fd in directional_checks(list(meta.parameters()), lambda: meta_loss(meta, sine_batch), grads):
         assert analytic == pytest.approx(fd, rel=1e-6, abs=1e-9), (kind, steps, analytic, fd)
 
 

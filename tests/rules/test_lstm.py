@@ -13,6 +13,7 @@ from innerloop.objectives import TrajectoryLoss
 from innerloop.oracles import AutogradOracle
 from innerloop.rules import CoordinateLSTM
 from innerloop.rules.lstm import log_and_sign
+from tests.gradcheck import directional_checks
 
 
 class TinyCNN(nn.Module):
@@ -78,22 +79,7 @@ def test_log_and_sign_matches_l2l():
 def test_meta_gradient_matches_finite_differences(sine_batch, objective, preprocess):
     meta = mlp_meta("second", objective, preprocess=preprocess)
     g = grads(meta, sine_batch)
-    params = list(meta.parameters())
-    gen = torch.Generator().manual_seed(3)
-    for _ in range(2):
-        v = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
-        eps = 1e-6
-        with torch.no_grad():
-            for p, d in zip(params, v):
-                p.add_(eps * d)
-            up = float(loss_at(meta, sine_batch))
-            for p, d in zip(params, v):
-                p.sub_(2 * eps * d)
-            down = float(loss_at(meta, sine_batch))
-            for p, d in zip(params, v):
-                p.add_(eps * d)
-        fd = (up - down) / (2 * eps)
-        an = float(sum((a * d).sum() for a, d in zip(g, v)))
+    for an, fd in directional_checks(list(meta.parameters()), lambda: loss_at(meta, sine_batch), g, directions=2, seed=3):
         assert an == pytest.approx(fd, rel=1e-5, abs=1e-8)
 
 

@@ -13,10 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from innerloop.errors import UserError
-from innerloop.reproduce.runner import Row, hardware, run_rows
+from innerloop.reproduce.runner import Row, default_device, finished_results, run_info, run_rows, select_rows
 
 PAPER = {  # ALFA Table 8, MSE over 100 points, mean (+- 95% CI in comments)
     ("MAML", "2x40"): {5: 1.24, 10: 0.75, 20: 0.49},  # +-0.21 / 0.15 / 0.11
@@ -140,27 +138,16 @@ def write_markdown(out: Path, results: list[dict[str, Any]], budget: str, info: 
 def reproduce(budget: str, out: str, jobs: int = 1, device: str | None = None, only: str | None = None) -> dict[str, Any]:
     if budget not in BUDGETS:
         raise UserError(f"unknown budget {budget!r}; use one of {', '.join(BUDGETS)}")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    rows = rows_for(budget, device)
-    if only:
-        keys = [s.strip() for s in only.split(",") if s.strip()]
-        rows = [r for r in rows if any(k in r.id for k in keys)]
-        if not rows:
-            raise UserError(f"--only {only!r} matches no row; row ids look like main-maml-2x40-k5")
-    out_path = Path(out)
+    device = default_device(device)
+    rows = select_rows(rows_for(budget, device), only, "main-maml-2x40-k5")
     t0 = time.perf_counter()
-    results = run_rows(rows, out, jobs)
-    # include rows finished earlier (e.g. by other --only invocations)
-    done = {}
-    for p in sorted((out_path / "runs").glob("*/result.json")):
-        done[p.parent.name] = json.loads(p.read_text())
-    for r, res in zip(rows, results):
-        done[r.id] = res
+    run_rows(rows, out, jobs)
+    done = finished_results(out)
     all_rows = [done[k] for k in sorted(done)]
-    info = {"hardware": hardware(device), "train_wall_s": sum(r.get("train_wall_s", 0) for r in all_rows),
-            "session_wall_s": round(time.perf_counter() - t0, 1)}
+    info = run_info(device, all_rows, t0)
     report = {"name": "alfa-sinusoid", "budget": budget, "protocol": {"main": PROTOCOL, "5step": FIVE_STEP},
               **info, "rows": all_rows}
+    out_path = Path(out)
     (out_path / "results.json").write_text(json.dumps(report, indent=1))
     write_markdown(out_path, all_rows, budget, info)
     print(f"wrote {out_path / 'results.md'} and {out_path / 'results.json'}")

@@ -14,10 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from innerloop.errors import UserError
-from innerloop.reproduce.runner import Row, hardware, run_rows
+from innerloop.reproduce.runner import Row, default_device, finished_results, run_info, run_rows, select_rows
 
 STEPS = [1, 5, 10, 20, 50, 100]
 METHODS = {"LFT": "sinusoid/lft", "L2O": "sinusoid/l2o", "MAML": "sinusoid/maml-lft"}
@@ -129,22 +127,15 @@ def write_markdown(out: Path, results: list[dict[str, Any]], budget: str, info: 
 def reproduce(budget: str, out: str, jobs: int = 1, device: str | None = None, only: str | None = None) -> dict[str, Any]:
     if budget not in BUDGETS:
         raise UserError(f"unknown budget {budget!r}; use one of {', '.join(BUDGETS)}")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    rows = rows_for(budget, device)
-    if only:
-        keys = [s.strip() for s in only.split(",") if s.strip()]
-        rows = [r for r in rows if any(k in r.id for k in keys)]
-        if not rows:
-            raise UserError(f"--only {only!r} matches no row; row ids look like lft-fo, l2o-zo, maml-fo")
-    out_path = Path(out)
+    device = default_device(device)
+    all_rows = rows_for(budget, device)
     t0 = time.perf_counter()
-    run_rows(rows, out, jobs)
-    results = [json.loads(p.read_text()) for p in sorted((out_path / "runs").glob("*/result.json"))]
-    order = {r.id: i for i, r in enumerate(rows_for(budget, device))}
-    results.sort(key=lambda r: order.get(f"{r['method'].lower()}-{r['setting']['oracle']}", 99))
-    info = {"hardware": hardware(device), "train_wall_s": sum(r.get("train_wall_s", 0) for r in results),
-            "session_wall_s": round(time.perf_counter() - t0, 1)}
+    run_rows(select_rows(all_rows, only, "lft-fo, l2o-zo, maml-fo"), out, jobs)
+    done = finished_results(out)
+    results = [done[r.id] for r in all_rows if r.id in done]
+    info = run_info(device, results, t0)
     report = {"name": "lft-sinusoid", "budget": budget, **info, "rows": expand(results)}
+    out_path = Path(out)
     (out_path / "results.json").write_text(json.dumps(report, indent=1))
     plot(results, out_path / "figure4.png")
     write_markdown(out_path, results, budget, info)

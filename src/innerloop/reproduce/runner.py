@@ -86,3 +86,28 @@ def run_rows(rows: list[Row], out: str, jobs: int = 1) -> list[dict[str, Any]]:
     ctx = mp.get_context("spawn")
     with ctx.Pool(jobs) as pool:
         return pool.starmap(_run_row, [(r, out, threads) for r in rows])
+
+
+def select_rows(rows: list[Row], only: str | None, example: str) -> list[Row]:
+    """Rows whose id contains one of the comma-separated ``only`` substrings (all rows if None)."""
+    if not only:
+        return rows
+    keys = [s.strip() for s in only.split(",") if s.strip()]
+    chosen = [r for r in rows if any(k in r.id for k in keys)]
+    if not chosen:
+        raise UserError(f"--only {only!r} matches no row; row ids look like {example}")
+    return chosen
+
+
+def default_device(device: str | None) -> str:
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def finished_results(out: str | Path) -> dict[str, dict[str, Any]]:
+    """Every finished row in ``OUT/runs`` (also those finished by earlier or --only invocations)."""
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(Path(out, "runs").glob("*/result.json"))}
+
+
+def run_info(device: str, results: list[dict[str, Any]], t0: float) -> dict[str, Any]:
+    return {"hardware": hardware(device), "train_wall_s": sum(r.get("train_wall_s", 0) for r in results),
+            "session_wall_s": round(time.perf_counter() - t0, 1)}

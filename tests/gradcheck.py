@@ -1,0 +1,27 @@
+"""Central finite differences of a scalar function of parameters along random directions (float64)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+
+def directional_checks(params: list[torch.Tensor], loss: Callable[[], torch.Tensor], grads: list[torch.Tensor],
+                       directions: int = 3, seed: int = 7, eps: float = 1e-6) -> list[tuple[float, float]]:
+    """``[(grad . v, (L(p + eps v) - L(p - eps v)) / 2 eps)]`` for random directions ``v``; restores ``params``."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(directions):
+        v = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
+        with torch.no_grad():
+            for p, d in zip(params, v):
+                p.add_(eps * d)
+            up = float(loss())
+            for p, d in zip(params, v):
+                p.sub_(2 * eps * d)
+            down = float(loss())
+            for p, d in zip(params, v):
+                p.add_(eps * d)
+        out.append((float(sum((g * d).sum() for g, d in zip(grads, v))), (up - down) / (2 * eps)))
+    return out
