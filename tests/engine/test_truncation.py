@@ -31,3 +31,21 @@ def test_training_with_truncation_runs(tmp_path):
     cfg = config.load("sinusoid/lft", ["inner.steps=4", "train.truncation=2", "model.hidden=[5]", "rule.hidden=3",
                                         "train.iterations=3", "train.meta_batch=2", "eval.tasks=5"])
     assert train(cfg, tmp_path, progress=False)["iterations"] == 3
+
+
+def test_evaluation_fine_tunes_on_the_support_set_only():
+    """L2O merges the splits for its meta-objective, but at test time the fine-tuning must see only
+    the support set: the score equals adapting on the support set by hand, then scoring the query."""
+    cfg = config.load("sinusoid/l2o", ["inner.steps=3", "model.hidden=[5]", "rule.hidden=3", "train.dtype=\"float64\""])
+    tasks, meta = build(cfg)
+    xs, ys, xq, yq = tasks.eval_set(4, 0, 50, dtype=torch.float64)
+    got, _ = meta.evaluate((xs, ys, xq, yq), steps=3, seed=5)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(5)
+        full = meta.init.sample(4)
+        want = []
+        for i in range(4):
+            p = {k: v[i] for k, v in full.items()}
+            p, _, _, _ = meta.loop.run(p, meta.rule.init_state(p), {}, xs[i], ys[i], 0, 3)
+            want.append(meta.learner.metric(p, xq[i], yq[i]))
+    torch.testing.assert_close(got, torch.stack(want))

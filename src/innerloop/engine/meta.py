@@ -281,7 +281,8 @@ class MetaLearner(nn.Module):
                 params = {k: v for k, v in full.items() if k in names}
                 stat = {**static, **{k: v for k, v in full.items() if k not in names}}
             state = self.rule.init_state(params)
-            x_in, y_in, _, _ = self.objective.split(xs, ys, xq, yq)
+            # test-time fine-tuning sees only the support set, whatever the meta-objective merged in training
+            x_in, y_in = xs, ys
             out, done, infos = [], 0, []
             for m in marks:
                 params, state, inf, _ = loop.run(params, state, stat, x_in, y_in, done, m)
