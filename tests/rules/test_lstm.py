@@ -45,7 +45,6 @@ def mlp_meta(order, objective="lft", executor="loop", preprocess="log_sign"):
 
 def loss_at(meta, batch):
     torch.manual_seed(11)  # the same per-task random inits for every evaluation
-    _, _, carry = None, None, None
     groups = meta._groups(batch)
     fam, tasks = next(iter(groups.items()))
     n = tasks[0].shape[0]

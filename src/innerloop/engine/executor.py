@@ -91,7 +91,8 @@ def map_tasks(
     scale: float = 1.0,
     chunk: int | None = None,
 ) -> tuple:
-    """Apply ``fn`` to each of ``n`` tasks: ``args`` are pytrees with a leading task dimension.
+    """Apply ``fn`` to each of ``n`` tasks: ``args`` are pytrees with a leading task dimension, or
+    None (passed through unbatched).
 
     ``fn`` returns a tuple whose first entry is a scalar; with ``backward``, ``scale * sum`` of the
     scalars is backpropagated (into the ``.grad`` of whatever meta-parameters ``fn`` closes over).
@@ -102,7 +103,8 @@ def map_tasks(
         size = chunk or n
         for s in range(0, n, size):
             part = index_tree(list(args), slice(s, s + size))
-            out = torch.vmap(fn, randomness="different")(*part)
+            in_dims = tuple(None if a is None else 0 for a in part)
+            out = torch.vmap(fn, in_dims=in_dims, randomness="different")(*part)
             if backward:
                 (out[0].sum() * scale).backward()
             outs.append(detach_tree(out))

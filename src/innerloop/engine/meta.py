@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from innerloop.engine.checkpointed import UnrollPlan, checkpointed_unroll
-from innerloop.engine.executor import choose_mode, is_ragged, map_ragged, map_tasks, stack_trees
+from innerloop.engine.executor import choose_mode, index_tree, is_ragged, map_ragged, map_tasks, stack_trees
 from innerloop.engine.learner import Learner
 from innerloop.engine.unroll import InnerLoop, stack_infos
 from innerloop.errors import ConfigError
@@ -168,8 +168,7 @@ class MetaLearner(nn.Module):
             if params is None:
                 params = dict(shared)
             x_in, y_in, x_m, y_m = objective.split(xs, ys, xq, yq)
-            loss, aux, p, s = loop.meta_loss(params, state, {**static, **(stat or {})}, x_in, y_in, x_m, y_m, weights, start)
-            return loss, aux, p, s
+            return loop.meta_loss(params, state, {**static, **(stat or {})}, x_in, y_in, x_m, y_m, weights, start)
 
         if carry is not None:
             params, state, stat = carry["params"], carry["state"], carry["static"]
@@ -180,23 +179,11 @@ class MetaLearner(nn.Module):
         else:
             params, state, stat = None, None, None
         if is_ragged(tasks):
-            items = [(None if params is None else {k: v[i] for k, v in params.items()},
-                      None if state is None else {k: v[i] for k, v in state.items()},
-                      None if stat is None else {k: v[i] for k, v in stat.items()}, *t) for i, t in enumerate(tasks)]
+            items = [(*index_tree([params, state, stat], i), *t) for i, t in enumerate(tasks)]
             losses, aux, p, s = map_ragged(task, items, backward=True, scale=1.0 / total)
         else:
-            fn = task
-            args = [params, state, stat, *tasks]
-            # None arguments are closed over (vmap cannot batch None)
-            present = [i for i, a in enumerate(args) if a is not None]
-
-            def call(*xs):
-                full = [None] * len(args)
-                for i, x in zip(present, xs):
-                    full[i] = x
-                return fn(*full)
-
-            losses, aux, p, s = map_tasks(call, [args[i] for i in present], self.modes[family], n, backward=True, scale=1.0 / total)
+            losses, aux, p, s = map_tasks(task, [params, state, stat, *tasks], self.modes[family], n,
+                                          backward=True, scale=1.0 / total)
         fin = {"params": p, "state": s, "static": stat if stat is not None else {}}
         return losses, aux, fin
 
@@ -292,8 +279,5 @@ class MetaLearner(nn.Module):
             return torch.stack(out), stack_infos(infos)
 
         if is_ragged(tasks):
-            items = [(None if per_task is None else {k: v[i] for k, v in per_task.items()}, *t) for i, t in enumerate(tasks)]
-            return map_ragged(task, items)
-        if per_task is None:
-            return map_tasks(lambda *a: task(None, *a), list(tasks), self.modes[family], n, chunk=chunk)
+            return map_ragged(task, [(index_tree(per_task, i), *t) for i, t in enumerate(tasks)])
         return map_tasks(task, [per_task, *tasks], self.modes[family], n, chunk=chunk)

@@ -115,27 +115,28 @@ class ALFA(UpdateRule):
             parts += [(grads[k].detach() if self.detach_grad_input else grads[k]).mean() for k in self.names]
         return torch.stack(parts)
 
-    def _post(self, p: Tensor, gran: str, layer: int, j: int) -> Tensor:
-        return {"step_layer": lambda: p[layer, j], "step": lambda: p[j], "layer": lambda: p[layer]}[gran]()
+    @staticmethod
+    def _post(p: Tensor, gran: str, layer: int, j: int) -> Tensor:
+        """The post-multiplier entry for tensor ``layer`` at step ``j``."""
+        if gran == "step_layer":
+            return p[layer, j]
+        return p[j] if gran == "step" else p[layer]
 
     def forward(self, params: Params, grads: Params, state: State, step: int) -> tuple[Params, State, Info]:
         j = self.step_index(step)
         gen_a = gen_b = None
         if self.generator is not None:
-            reuse = step > 0 and "generated" in state
-            if reuse and (self.alpha_gran == "layer" or self.beta_gran == "layer"):
-                cached = state["generated"]
+            # per-layer ("layer" granularity) outputs are generated at step 0 and reused afterwards
+            keep_a, keep_b = self.alpha_gran == "layer", self.beta_gran == "layer"
+            cached = state.get("generated") if step > 0 else None
+            if cached is not None and (keep_a or not self.out_alpha) and (keep_b or not self.out_beta):
+                out = cached
             else:
-                cached = None
-            fresh = self.generator(self.learning_state(params, grads))
-            if cached is not None:
-                out = torch.cat([
-                    cached[: self.out_alpha] if self.alpha_gran == "layer" else fresh[: self.out_alpha],
-                    cached[self.out_alpha:] if self.beta_gran == "layer" else fresh[self.out_alpha:],
-                ])
-            else:
-                out = fresh
-            if self.alpha_gran == "layer" or self.beta_gran == "layer":
+                out = self.generator(self.learning_state(params, grads))
+                if cached is not None:
+                    out = torch.cat([cached[: self.out_alpha] if keep_a else out[: self.out_alpha],
+                                     cached[self.out_alpha:] if keep_b else out[self.out_alpha:]])
+            if keep_a or keep_b:
                 state = {**state, "generated": out}
             gen_a, gen_b = out[: self.out_alpha], out[self.out_alpha:]
         new: Params = {}
