@@ -11,6 +11,7 @@ command (these machines are noisy: compare ratios, not absolute numbers).
 
 Workloads:
 * sinusoid: MLP 1-40-40-1, meta-batch 25, 10+10 points, 5 inner steps, second order (SGD and ALFA);
+* lstm: the LFT fine-tuner (2x20 LSTM) on the same MLP, meta-batch 5, 20-step unroll;
 * conv: 4-conv, 64 filters, batch norm, 1x28x28, 5-way 1-shot, 15 queries, meta-batch 16, 1 and 5 steps;
 * unroll: the conv workload at 1..20 inner steps with and without the checkpointed unroll.
 """
@@ -29,17 +30,19 @@ def measure(spec: dict) -> dict:
     import torch
 
     from innerloop.engine import Learner, MetaLearner
-    from innerloop.inits import LearnedInit
+    from innerloop.inits import LearnedInit, RandomInit
     from innerloop.models import MLP, Conv4
-    from innerloop.rules import ALFA, SGD
+    from innerloop.objectives import TrajectoryLoss
+    from innerloop.rules import ALFA, SGD, CoordinateLSTM
     from innerloop.tasks import SinusoidTasks
 
     torch.manual_seed(0)
+    torch.set_flush_denormal(True)  # as the CLI does
     device = torch.device(spec["device"])
     if spec["workload"] == "sinusoid":
         model = MLP(1, [40, 40], 1).to(device)
         learner = Learner(model, "mse")
-        batch = SinusoidTasks(shots=10, query=10).train_batch(25, 0, 0, device=device)
+        batch = SinusoidTasks(shots=10, query=10).train_batch(spec.get("batch", 25), 0, 0, device=device)
     else:
         model = Conv4(1, 5, filters=64, image_size=28).to(device)
         learner = Learner(model, "cross_entropy")
@@ -53,8 +56,12 @@ def measure(spec: dict) -> dict:
         )
     steps = spec["steps"]
     shapes = {k: model.get_parameter(k).shape for k in learner.inner}
-    rule = ALFA(shapes, steps) if spec["rule"] == "alfa" else SGD(0.01)
-    meta = MetaLearner(learner, LearnedInit(model), rule, steps=steps, executor=spec["mode"],
+    if spec["rule"] == "lstm":  # the LFT fine-tuner: fresh random init per task, trajectory objective
+        rule, init, objective = CoordinateLSTM(), RandomInit(model), TrajectoryLoss()
+    else:
+        rule = ALFA(shapes, steps) if spec["rule"] == "alfa" else SGD(0.01)
+        init, objective = LearnedInit(model), None
+    meta = MetaLearner(learner, init, rule, objective=objective, steps=steps, executor=spec["mode"],
                        checkpoint=spec.get("checkpoint", 0), device=device).to(device)
     opt = torch.optim.Adam(meta.parameters(), 1e-3)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -89,7 +96,7 @@ def main() -> None:
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--only", default="sinusoid,conv,unroll")
+    ap.add_argument("--only", default="sinusoid,lstm,conv,unroll")
     args = ap.parse_args()
     if args.one:
         print(json.dumps(measure(json.loads(args.one))))
@@ -106,6 +113,14 @@ def main() -> None:
             for m, r in res.items():
                 print(f"  {rule:5s} {m:5s} ({r['mode']:4s}) {r['tasks_per_s']:9.1f} tasks/s  x{r['tasks_per_s'] / loop:5.2f} vs loop"
                       f"   peak {r['peak_mib']:8.1f} MiB")
+    if "lstm" in parts:
+        print("\n== fine-tuner: LSTM 2x20 on MLP 1-40-40-1, meta-batch 5, 20-step unroll, LFT objective ==")
+        res = {m: run({"workload": "sinusoid", "rule": "lstm", "steps": 20, "mode": m, "device": args.device,
+                       "batch": 5, "iters": 2 if q else 4}) for m in ("loop", "vmap", "auto")}
+        loop = res["loop"]["tasks_per_s"]
+        for m, r in res.items():
+            print(f"  lstm  {m:5s} ({r['mode']:4s}) {r['tasks_per_s']:9.1f} tasks/s  x{r['tasks_per_s'] / loop:5.2f} vs loop"
+                  f"   peak {r['peak_mib']:8.1f} MiB")
     if "conv" in parts:
         print("\n== conv: 4-conv 64 filters + BN, 1x28x28, 5-way 1-shot 15 queries, meta-batch 16, second order ==")
         for steps in (1, 5):
