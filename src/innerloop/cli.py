@@ -1,4 +1,4 @@
-"""Command line: ``innerloop train | eval | reproduce | configs``.
+"""Command line: ``innerloop train | eval | reproduce | finetune | plot | data | configs``.
 
 User mistakes print one line, ``innerloop: error: ...``, and exit with code 2.
 """
@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--out", required=True, help="where to write the fine-tuned state_dict")
     f.add_argument("--seed", type=int, default=0)
 
+    pl = sub.add_parser("plot", help="plot an ALFA run's generated learning rates and weight decays (Figure 3)")
+    pl.add_argument("run_dir")
+    pl.add_argument("--out", default=None, help="PNG path (default: RUN_DIR/hyperparameters.png)")
+    pl.add_argument("--tasks", type=int, default=100, help="test tasks to average over")
+    pl.add_argument("--steps", type=int, default=None, help="inner steps (default: inner.steps)")
+
     sub.add_parser("configs", help="list the shipped configs")
     return p
 
@@ -93,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
             from innerloop.finetune_cli import run_finetune
 
             print(json.dumps(run_finetune(args)))
+        elif args.command == "plot":
+            from innerloop.plots import plot_run
+
+            print(plot_run(args.run_dir, args.out, args.tasks, args.steps))
         elif args.command == "reproduce":
             from innerloop.reproduce import run_reproduction
 

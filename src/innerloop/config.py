@@ -27,10 +27,21 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 
 @dataclass
 class TaskConfig:
-    family: str = "sinusoid"
+    family: str = "sinusoid"  # sinusoid | episodes (N-way K-shot classification)
     shots: int = 10
-    query: int = 10  # query points per task during meta-training
-    eval_query: int = 100  # query points per evaluation task
+    query: int = 10  # query points (per class for episodes) per task during meta-training
+    eval_query: int = 100  # query points (per class for episodes) per evaluation task
+    # episodes
+    ways: int = 5
+    dataset: str = "omniglot"  # omniglot | mnist | cifar10 | miniimagenet | tieredimagenet | cub | folder
+    root: str = ""  # dataset folder; "" = $INNERLOOP_DATA/<dataset>
+    train_split: str = "train"
+    eval_split: str = "test"
+    eval_dataset: str = ""  # cross-domain evaluation (e.g. "cub"); "" = the training dataset
+    eval_root: str = ""  # its folder; "" = $INNERLOOP_DATA/<eval_dataset>
+    image_size: int = 0  # 0 = the dataset's default (Omniglot 28, miniImageNet 84, ...)
+    rotations: bool = True  # Omniglot: 90/180/270-degree rotations as extra classes
+    normalize: str = "none"  # none | imagenet (ALFA's miniImageNet mean/std)
     amplitude: list[float] = field(default_factory=lambda: [0.1, 5.0])
     frequency: list[float] = field(default_factory=lambda: [0.8, 1.2])
     phase: list[float] = field(default_factory=lambda: [0.0, math.pi])
@@ -39,9 +50,11 @@ class TaskConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "mlp"
+    name: str = "mlp"  # mlp | conv4 | resnet12 | lenet5
     hidden: list[int] = field(default_factory=lambda: [40, 40])
     activation: str = "relu"
+    filters: int = 64  # conv4
+    norm: str = "batch"  # conv4 / resnet12: batch (vmap-exact) | torch | none
 
 
 @dataclass
@@ -50,6 +63,8 @@ class InitConfig:
     seed: int = 104  # fixed init: the seed theta_0 is drawn from (ALFA's default seed)
     scheme: str = "xavier"  # fixed: xavier | model; random: torch | xavier | normal
     std: float = 1e-4  # random init with scheme = normal
+    attenuate: bool = False  # L2F: task-conditioned layer-wise attenuation of theta_0
+    attenuate_detach: bool = True  # L2F: the gradient embedding is a constant (L2F's code); False = ALFA repo's copy
 
 
 @dataclass
@@ -140,8 +155,10 @@ class Config:
 
 
 CHOICES = {
-    "task.family": ("sinusoid",),
-    "model.name": ("mlp",),
+    "task.family": ("sinusoid", "episodes"),
+    "task.normalize": ("none", "imagenet"),
+    "model.name": ("mlp", "conv4", "resnet12", "lenet5"),
+    "model.norm": ("batch", "torch", "none"),
     "model.activation": ("relu", "tanh", "leaky_relu"),
     "init.kind": ("learned", "fixed", "random"),
     "init.scheme": ("xavier", "model", "torch", "normal"),
@@ -255,6 +272,13 @@ def validate(cfg: Config) -> None:
         raise ConfigError("oracle.q must be >= 1 and oracle.mu > 0")
     if tr.truncation < 0:
         raise ConfigError("train.truncation must be >= 0")
+    if t.family == "episodes":
+        if t.ways < 2:
+            raise ConfigError(f"task.ways = {t.ways}: classification episodes need at least 2 classes")
+    elif cfg.model.name != "mlp":
+        raise ConfigError(f"model.name = '{cfg.model.name}' takes images: use task.family = 'episodes' (sinusoid tasks use 'mlp')")
+    if cfg.model.filters < 1:
+        raise ConfigError(f"model.filters must be >= 1, got {cfg.model.filters}")
     if cfg.model.name == "mlp" and any(h < 1 for h in cfg.model.hidden):
         raise ConfigError(f"model.hidden sizes must be >= 1, got {cfg.model.hidden}")
     if not tr.device.startswith(("cpu", "cuda", "mps")):

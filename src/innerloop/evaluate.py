@@ -35,13 +35,20 @@ def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = N
         raise UserError("--tasks must be >= 1")
     if steps < 0:
         raise UserError("--steps must be >= 0")
-    batch = tasks.eval_set(
-        n_tasks, cfg.eval.seed, cfg.task.eval_query, dtype=DTYPES[cfg.train.dtype], device=cfg.train.device
-    )
     metric = "mse" if meta.learner.loss_name == "mse" else "accuracy"
     scale = 100.0 if metric == "accuracy" else 1.0
     marks = sorted(set(record)) if record else [steps]
-    values, _ = meta.evaluate(batch, chunk=cfg.eval.chunk, record=marks, seed=cfg.eval.seed)
+    kw = {"dtype": DTYPES[cfg.train.dtype], "device": cfg.train.device}
+    if hasattr(tasks, "eval_batches"):
+        # image episodes: materialise ``chunk`` episodes at a time; chunk i draws its randomness from seed + i
+        parts = [
+            meta.evaluate(b, chunk=cfg.eval.chunk, record=marks, seed=cfg.eval.seed + i)[0]
+            for i, b in enumerate(tasks.eval_batches(n_tasks, cfg.eval.seed, cfg.task.eval_query, cfg.eval.chunk, **kw))
+        ]
+        values = torch.cat(parts)
+    else:
+        batch = tasks.eval_set(n_tasks, cfg.eval.seed, cfg.task.eval_query, **kw)
+        values, _ = meta.evaluate(batch, chunk=cfg.eval.chunk, record=marks, seed=cfg.eval.seed)
     by_steps = []
     for i, m in enumerate(marks):
         mean, ci = mean_ci95(values[:, i])

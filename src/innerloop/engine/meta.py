@@ -47,6 +47,7 @@ class MetaLearner(nn.Module):
         checkpoint: int = 0,
         device: str | torch.device = "cpu",
         truncation: int = 0,
+        attenuator: nn.Module | None = None,
     ):
         super().__init__()
         if steps < 1:
@@ -82,6 +83,11 @@ class MetaLearner(nn.Module):
             raise ConfigError("use either train.checkpoint_unroll or train.truncation, not both")
         self.checkpoint = checkpoint
         self.truncation = truncation
+        if attenuator is not None and len(learners) > 1:
+            raise ConfigError("L2F attenuation (init.attenuate) needs one architecture: it has one output per layer")
+        if attenuator is not None and checkpoint:
+            raise ConfigError("L2F attenuation (init.attenuate) is not supported with train.checkpoint_unroll: set it to 0")
+        self.attenuator = attenuator
         self.loops = {f: InnerLoop(l, rule, self.oracle) for f, l in learners.items()}
         self.loop = self.loops[next(iter(learners))]
 
@@ -103,6 +109,13 @@ class MetaLearner(nn.Module):
     @staticmethod
     def _count(tasks) -> int:
         return len(tasks) if is_ragged(tasks) else tasks[0].shape[0]
+
+    def _attenuate(self, loop: InnerLoop, params: Params, static: Params, x: Tensor, y: Tensor) -> Params:
+        """L2F: scale theta_0 layer-wise by gamma(mean support gradient at theta_0) (spec section 5)."""
+        if self.attenuator is None:
+            return params
+        _, grads, _ = self.oracle(loop.support_loss_fn(static, x, y), params)
+        return self.attenuator(params, grads)[0]
 
     def _start(self, family: str, n: int) -> tuple[Params | None, Params, Params | None]:
         """(shared theta_0 | None, shared static, per-task full params [n, ...] | None)."""
@@ -168,6 +181,8 @@ class MetaLearner(nn.Module):
             if params is None:
                 params = dict(shared)
             x_in, y_in, x_m, y_m = objective.split(xs, ys, xq, yq)
+            if start == 0:
+                params = self._attenuate(loop, params, {**static, **(stat or {})}, x_in, y_in)
             return loop.meta_loss(params, state, {**static, **(stat or {})}, x_in, y_in, x_m, y_m, weights, start)
 
         if carry is not None:
@@ -267,9 +282,10 @@ class MetaLearner(nn.Module):
             else:
                 params = {k: v for k, v in full.items() if k in names}
                 stat = {**static, **{k: v for k, v in full.items() if k not in names}}
-            state = self.rule.init_state(params)
             # test-time fine-tuning sees only the support set, whatever the meta-objective merged in training
             x_in, y_in = xs, ys
+            params = self._attenuate(loop, params, stat, x_in, y_in)
+            state = self.rule.init_state(params)
             out, done, infos = [], 0, []
             for m in marks:
                 params, state, inf, _ = loop.run(params, state, stat, x_in, y_in, done, m)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from innerloop.models.norm import BatchNorm
+from innerloop.models.norm import make_norm
 
 
 class Conv4(nn.Module):
@@ -32,15 +32,7 @@ class Conv4(nn.Module):
         c, s = in_channels, image_size
         for _ in range(4):
             conv = nn.Conv2d(c, filters, 3, padding=1)
-            if norm == "batch":
-                bn: nn.Module = BatchNorm(filters)
-            elif norm == "torch":
-                bn = nn.BatchNorm2d(filters, track_running_stats=False)
-            elif norm == "none":
-                bn = nn.Identity()
-            else:
-                raise ValueError(f"unknown norm {norm!r}; use 'batch', 'torch' or 'none'")
-            blocks.append(nn.ModuleDict({"conv": conv, "norm": bn}))
+            blocks.append(nn.ModuleDict({"conv": conv, "norm": make_norm(norm, filters)}))
             c, s = filters, s // 2
         self.blocks = nn.ModuleList(blocks)
         self.classifier = nn.Linear(filters * s * s, num_classes)

@@ -42,3 +42,15 @@ class BatchNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, affine={self.weight is not None}"
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """``"batch"``: :class:`BatchNorm` (vmap-exact); ``"torch"``: ``nn.BatchNorm2d`` without running
+    statistics (the engine then avoids ``vmap``); ``"none"``: identity."""
+    if kind == "batch":
+        return BatchNorm(channels)
+    if kind == "torch":
+        return nn.BatchNorm2d(channels, track_running_stats=False)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}; use 'batch', 'torch' or 'none'")
