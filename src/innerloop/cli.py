@@ -37,8 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
     r = sub.add_parser("reproduce", help="train and evaluate a paper table")
-    r.add_argument("name", help="alfa-sinusoid | lft-sinusoid")
-    r.add_argument("--budget", default="smoke", help="smoke | paper")
+    r.add_argument("name", help="alfa-sinusoid | lft-sinusoid | omniglot")
+    r.add_argument("--budget", default="smoke", help="smoke | paper (sinusoid); smoke | cpu | paper (omniglot)")
+    r.add_argument("--data", default=None, help="folder holding the datasets (e.g. omniglot/); default $INNERLOOP_DATA")
     r.add_argument("--out", required=True)
     r.add_argument("--jobs", type=int, default=1, help="rows trained in parallel processes")
     r.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -104,7 +105,12 @@ def main(argv: list[str] | None = None) -> int:
 
             print(plot_run(args.run_dir, args.out, args.tasks, args.steps))
         elif args.command == "reproduce":
+            import os
+
             from innerloop.reproduce import run_reproduction
+
+            if args.data:
+                os.environ["INNERLOOP_DATA"] = args.data  # not baked into the rows' configs: runs resume anywhere
 
             run_reproduction(args.name, args.budget, args.out, jobs=args.jobs, device=args.device, only=args.only)
     except UserError as e:

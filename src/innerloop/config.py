@@ -262,8 +262,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.meta_lr must be > 0, got {tr.meta_lr}")
     if cfg.eval.tasks < 1 or cfg.eval.chunk < 1:
         raise ConfigError("eval.tasks and eval.chunk must be >= 1")
-    if cfg.init.kind in ("fixed", "random") and cfg.rule.kind == "sgd":
-        raise ConfigError(f"init.kind = '{cfg.init.kind}' with rule.kind = 'sgd' has nothing to meta-learn: use rule.kind = 'alfa' or 'lstm'")
+    if cfg.init.kind in ("fixed", "random") and cfg.rule.kind == "sgd" and not cfg.init.attenuate and tr.iterations > 0:
+        raise ConfigError(f"init.kind = '{cfg.init.kind}' with rule.kind = 'sgd' has nothing to meta-learn: use rule.kind = 'alfa' or 'lstm' (or train.iterations = 0 for an untrained baseline)")
     if cfg.init.kind == "fixed" and cfg.init.scheme not in ("xavier", "model"):
         raise ConfigError(f"init.scheme = '{cfg.init.scheme}' is for init.kind = 'random'; a fixed init takes 'xavier' or 'model'")
     if cfg.init.kind == "random" and cfg.init.scheme not in ("torch", "xavier", "normal"):

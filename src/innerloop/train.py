@@ -59,9 +59,10 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     tasks, meta = build(cfg)
     dtype, device = DTYPES[cfg.train.dtype], torch.device(cfg.train.device)
     params = [p for p in meta.parameters() if p.requires_grad]
-    if not params:
+    if not params and cfg.train.iterations > 0:
         raise UserError("nothing to meta-learn: this init/rule combination has no trainable meta-parameters")
-    opt = torch.optim.Adam(params, lr=cfg.train.meta_lr)
+    # an untrained baseline (e.g. ALFA's "Random Init" row) has no parameters: a no-op optimiser keeps one code path
+    opt = torch.optim.Adam(params or [torch.zeros(1, requires_grad=True)], lr=cfg.train.meta_lr)
     start, elapsed = 0, 0.0
     metrics_path = out / METRICS
     if resume and ck_path.exists():

@@ -100,4 +100,4 @@ def load_dataset(
 
     sources = module.source_files(root, split, **opts)
     return cache_mod.load_or_build(name, split, opts, sources, lambda: module.read(root, split, **opts),
-                                   cache_dir=cache_dir, mmap=mmap)
+                                   cache_dir=cache_dir, mmap=mmap, origin=str(root.resolve()))

@@ -1,13 +1,13 @@
 """On-disk cache of decoded datasets: plain ``.npy`` arrays that load (or memory-map) in a blink.
 
-Layout: ``<cache_dir>/<dataset>/<split>-<options hash>-<sources hash>/`` holding ``images.npy``
+Layout: ``<cache_dir>/<dataset>/<split>-<options hash>-<root hash>-<sources hash>/`` holding ``images.npy``
 (uint8 ``[N, C, H, W]``), ``labels.npy`` (int64 ``[N]``) and ``meta.json`` (class names, shapes,
 the labels' SHA-256, and what the entry was built from). The cache directory is the ``cache_dir``
 argument, else ``$INNERLOOP_CACHE``, else ``~/.cache/innerloop``.
 
-* Keyed by dataset, split, reader options and a fingerprint of the source files (path, size and
-  modification time of each), so editing options or replacing a source file builds a new entry;
-  the superseded entry for the same dataset, split and options is removed then.
+* Keyed by dataset, split, reader options, dataset root and a fingerprint of the source files
+  (path, size and modification time of each), so editing options or replacing a source file
+  builds a new entry; the superseded entry (same dataset, split, options and root) is removed then.
 * Written atomically: the three files go to a private temporary directory that is renamed into
   place only once complete, so an interrupted run leaves no half entry (a killed run's temporary
   directory is removed by the next write).
@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from innerloop.data.base import ImageDataset
+from innerloop.data.messages import brief
 from innerloop.errors import UserError
 
 #: Bump when the entry layout or any reader's output changes, so old entries are not reused.
@@ -71,10 +72,15 @@ def _digest(obj: Any) -> str:
 
 
 def entry_dir(dataset: str, split: str, options: Mapping[str, Any], sources_fp: str,
-              cache_dir: str | Path | None = None) -> Path:
-    """Where the entry for these arguments lives (it may not exist)."""
+              cache_dir: str | Path | None = None, origin: str = "") -> Path:
+    """Where the entry for these arguments lives (it may not exist).
+
+    ``origin`` (the dataset root) is part of the name, so that a rebuild after a source change
+    replaces the entry of the same root only, never that of another copy of the dataset.
+    """
     opts = _digest({"version": FORMAT_VERSION, "options": dict(options)})
-    return cache_root(cache_dir) / dataset / f"{_safe(split)}-{opts}-{sources_fp[:16]}"
+    where = _digest(origin)[:8]
+    return cache_root(cache_dir) / dataset / f"{_safe(split)}-{opts}-{where}-{sources_fp[:16]}"
 
 
 def _safe(text: str) -> str:
@@ -151,7 +157,7 @@ def load(directory: Path, mmap: bool = False) -> ImageDataset | None:
             images = np.load(directory / "images.npy", allow_pickle=False)
         return ImageDataset(images, labels, list(names), meta.get("name", ""))
     except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
-        warnings.warn(f"innerloop: cache entry {directory} is corrupt ({type(e).__name__}: {e}); rebuilding it",
+        warnings.warn(f"innerloop: cache entry {directory} is corrupt ({brief(e)}); rebuilding it",
                       RuntimeWarning, stacklevel=2)
         shutil.rmtree(directory, ignore_errors=True)
         return None
@@ -165,21 +171,26 @@ def load_or_build(
     build: Callable[[], ImageDataset],
     cache_dir: str | Path | None = None,
     mmap: bool = False,
+    origin: str = "",
 ) -> ImageDataset:
-    """Return the cached entry for these arguments, building and saving it first if needed."""
+    """Return the cached entry for these arguments, building and saving it first if needed.
+
+    ``sources``: the files ``build`` reads (their fingerprint is part of the key); ``origin``: the
+    dataset root (see :func:`entry_dir`).
+    """
     sources = list(sources)
     fp = fingerprint(sources)
-    directory = entry_dir(dataset, split, options, fp, cache_dir)
+    directory = entry_dir(dataset, split, options, fp, cache_dir, origin)
     ds = load(directory, mmap=mmap)
     if ds is not None:
         return ds
     ds = build()
-    info = {"dataset": dataset, "split": split, "options": dict(options), "sources_fingerprint": fp,
-            "sources": len(sources)}
+    info = {"dataset": dataset, "split": split, "options": dict(options), "origin": origin,
+            "sources_fingerprint": fp, "sources": len(sources)}
     try:
         save(ds, directory, info)
     except OSError as e:
-        raise UserError(f"cannot write the dataset cache at {directory.parent} ({e.strerror or e}); "
+        raise UserError(f"cannot write the dataset cache at {directory.parent} ({brief(e)}); "
                         "pass another cache_dir or set INNERLOOP_CACHE") from None
     _remove_superseded(directory)
     if mmap:
@@ -190,7 +201,7 @@ def load_or_build(
 
 
 def _remove_superseded(directory: Path) -> None:
-    """Delete entries for the same dataset/split/options built from older source files."""
+    """Delete entries for the same dataset/split/options/root built from older source files."""
     prefix = directory.name.rsplit("-", 1)[0] + "-"
     for other in directory.parent.glob(prefix + "*"):
         if other != directory and other.is_dir() and not other.name.startswith(_TMP_PREFIX):

@@ -19,6 +19,7 @@ import numpy as np
 
 from innerloop.data.base import ImageDataset
 from innerloop.data.imaging import IMAGE_EXTENSIONS, decode, required_hw, resample_filter, to_nchw
+from innerloop.data.messages import brief
 from innerloop.errors import ConfigError, UserError
 
 SPLITS = ("train", "val", "test", "all")
@@ -59,7 +60,7 @@ def class_names(root: Path, split: str, split_file: str | Path | None) -> list[s
     try:
         names = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise UserError(f"CUB split file {path} is not valid JSON ({e})") from None
+        raise UserError(f"CUB split file {path} is not valid JSON ({brief(e)})") from None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise UserError(f"CUB split file {path} should be a JSON list of class folder names")
     return names

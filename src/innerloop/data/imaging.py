@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from innerloop.data.messages import brief
 from innerloop.errors import ConfigError, UserError
 
 #: Pillow resampling filters by name. ``lanczos`` is the default everywhere (antialiased, as MAML's
@@ -87,7 +88,7 @@ def open_image(source: bytes | bytearray | memoryview | np.ndarray | str | Path,
     except FileNotFoundError:
         raise UserError(f"image not found: {what}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"cannot decode image {what} ({type(e).__name__}: {e}); re-download or replace it") from None
+        raise UserError(f"cannot decode image {what} ({brief(e)}); re-download or replace it") from None
 
 
 def decode(

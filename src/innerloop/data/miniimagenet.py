@@ -70,7 +70,8 @@ def read_split_csv(path: Path) -> list[tuple[str, str]]:
             if not row or not any(row):
                 continue
             if len(row) != 2:
-                raise UserError(f"miniImageNet split file {path} line {number} has {len(row)} fields, expected filename,label")
+                raise UserError(f"miniImageNet split file {path} line {number} has {len(row)} fields, "
+                                "expected filename,label")
             if number == 1 and row[0].lower() == "filename":
                 continue
             rows.append((row[0], row[1]))

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from innerloop.data.base import ImageDataset
+from innerloop.data.messages import brief
 from innerloop.errors import ConfigError, UserError
 
 SPLITS = ("train", "test")
@@ -47,7 +48,7 @@ def read_idx(path: Path, ndim: int, root: Path | None = None) -> np.ndarray:
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-        raise UserError(f"MNIST file {path} is truncated or corrupt ({type(e).__name__}: {e}); {fix}") from None
+        raise UserError(f"MNIST file {path} is truncated or corrupt ({brief(e)}); {fix}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise UserError(f"MNIST file {path} is not an IDX file (bad magic number); {fix}")
     if raw[2] != _UBYTE or raw[3] != ndim:

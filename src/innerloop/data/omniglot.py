@@ -46,6 +46,7 @@ import numpy as np
 
 from innerloop.data.base import ImageDataset
 from innerloop.data.imaging import image_hw, open_image, resample_filter, resize_array
+from innerloop.data.messages import brief
 from innerloop.errors import ConfigError, UserError
 
 SETS = ("images_background", "images_evaluation")
@@ -73,7 +74,7 @@ class _ImageSet:
             try:
                 self.zip = zipfile.ZipFile(path)
             except (zipfile.BadZipFile, OSError) as e:
-                raise UserError(f"Omniglot archive {path} is corrupt or truncated ({e}); delete it and "
+                raise UserError(f"Omniglot archive {path} is corrupt or truncated ({brief(e)}); delete it and "
                                 "run 'innerloop data download omniglot'") from None
 
     def characters(self) -> dict[str, list[str]]:
@@ -101,10 +102,11 @@ class _ImageSet:
         try:
             return self.zip.read(member)
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:
-            raise UserError(f"Omniglot archive {self.path} is corrupt ({member}: {e}); delete it and "
+            raise UserError(f"Omniglot archive {self.path} is corrupt ({member}: {brief(e)}); delete it and "
                             "run 'innerloop data download omniglot'") from None
 
     def files(self) -> list[Path]:
+        """The files this set is read from (the zip, or every PNG of the folder)."""
         if self.zip is not None:
             return [self.path]
         return [Path(p) for names in self.characters().values() for p in names]
@@ -153,8 +155,8 @@ def split_file_path(root: Path, split: str, protocol: str, split_file: str | Pat
 def _read_split_file(path: Path, protocol: str, rotations: bool) -> list[tuple[str, int]]:
     """``[(character, degrees)]`` classes listed by a Vinyals ``.txt`` or torchmeta ``.json`` file."""
     if not path.is_file():
-        raise UserError(f"Omniglot split file not found: {path} (expected the {protocol} split files there; "
-                        "run 'innerloop data download omniglot' or pass split_file=...)")
+        raise UserError(f"Omniglot {protocol} split file not found: {path} ('innerloop data download omniglot' "
+                        "fetches the Vinyals split files; or pass split_file=...)")
     text = path.read_text()
     classes: list[tuple[str, int]] = []
     if path.suffix == ".json":
@@ -165,7 +167,7 @@ def _read_split_file(path: Path, protocol: str, rotations: bool) -> list[tuple[s
                     for char in chars:
                         classes += [(f"{alphabet}/{char}", r) for r in (_ROTATIONS if rotations else (0,))]
         except (json.JSONDecodeError, AttributeError, TypeError) as e:
-            raise UserError(f"Omniglot split file {path} is not a torchmeta split ({e})") from None
+            raise UserError(f"Omniglot split file {path} is not a torchmeta split ({brief(e)})") from None
         return classes
     seen: set[str] = set()
     for number, line in enumerate(text.splitlines(), 1):
@@ -277,11 +279,10 @@ def source_files(
     _check(split, protocol)
     files: list[Path] = []
     for path in _find_sets(root).values():
-        image_set = _ImageSet(path)
-        try:
-            files += image_set.files()
-        finally:
-            image_set.close()
+        if path.suffix == ".zip":
+            files.append(path)  # no need to open it: its size and mtime are the fingerprint
+        else:
+            files += _ImageSet(path).files()
     path = split_file_path(root, split, protocol, split_file)
     if path is not None:
         files.append(path)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from innerloop.data.messages import brief
 from innerloop.errors import UserError
 
 
@@ -62,12 +63,12 @@ def load(path: str | Path, what: str) -> Any:
         raise UserError(f"{what} not found: {path}") from None
     except pickle.UnpicklingError as e:
         if "refusing global" in str(e):
-            raise UserError(f"{what} {path} is not a plain data pickle ({e}); it was not loaded: replace it "
+            raise UserError(f"{what} {path} is not a plain data pickle ({brief(e)}); it was not loaded: replace it "
                             "with the original file") from None
-        raise UserError(f"{what} {path} is corrupt ({e}); re-download it") from None
+        raise UserError(f"{what} {path} is truncated or corrupt ({brief(e)}); re-download it") from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError,
             UnicodeDecodeError, OverflowError) as e:
-        raise UserError(f"{what} {path} is truncated or corrupt ({type(e).__name__}: {e}); re-download it") from None
+        raise UserError(f"{what} {path} is truncated or corrupt ({brief(e)}); re-download it") from None
 
 
 def str_keys(obj: Any, path: str | Path, what: str) -> dict[str, Any]:

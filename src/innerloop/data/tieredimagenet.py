@@ -29,6 +29,7 @@ import numpy as np
 from innerloop.data import safe_pickle
 from innerloop.data.base import ImageDataset
 from innerloop.data.imaging import decode, required_hw, resample_filter, resize_array, to_nchw
+from innerloop.data.messages import brief
 from innerloop.errors import ConfigError, UserError
 
 SPLITS = ("train", "val", "test")
@@ -111,7 +112,8 @@ def _read_npz(path: Path, size: tuple[int, int], resample: str, channel_order: s
         with np.load(path, allow_pickle=False) as z:
             images = z["images"]
     except (OSError, ValueError, KeyError, EOFError) as e:
-        raise UserError(f"tieredImageNet {path} is not a readable npz with an 'images' array ({e}); re-create it") from None
+        raise UserError(f"tieredImageNet {path} is not a readable npz with an 'images' array ({brief(e)}); "
+                        "re-create it") from None
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
         raise UserError(f"tieredImageNet {path}: 'images' should be uint8 [N, H, W, 3], got {images.dtype} {images.shape}")
     if channel_order == "bgr":
