@@ -13,7 +13,10 @@ Workloads:
 * sinusoid: MLP 1-40-40-1, meta-batch 25, 10+10 points, 5 inner steps, second order (SGD and ALFA);
 * lstm: the LFT fine-tuner (2x20 LSTM) on the same MLP, meta-batch 5, 20-step unroll;
 * conv: 4-conv, 64 filters, batch norm, 1x28x28, 5-way 1-shot, 15 queries, meta-batch 16, 1 and 5 steps;
-* unroll: the conv workload at 1..20 inner steps with and without the checkpointed unroll.
+* unroll: the conv workload at 1..20 inner steps with and without the checkpointed unroll;
+* omniglot: 4-CONV (64 filters, batch norm) on real Omniglot episodes (Vinyals trainval split, read through
+  the dataset cache from ``--data``, default ``$INNERLOOP_DATA`` or ../shared/data), 5-way 1-shot 15 queries,
+  meta-batch 16, 1 and 5 steps, MAML and ALFA.
 """
 
 from __future__ import annotations
@@ -43,6 +46,14 @@ def measure(spec: dict) -> dict:
         model = MLP(1, [40, 40], 1).to(device)
         learner = Learner(model, "mse")
         batch = SinusoidTasks(shots=10, query=10).train_batch(spec.get("batch", 25), 0, 0, device=device)
+    elif spec["workload"] == "omniglot":
+        from innerloop.data import load_dataset
+        from innerloop.tasks import EpisodeTasks
+
+        model = Conv4(1, 5, filters=64, image_size=28, activation="relu").to(device)
+        learner = Learner(model, "cross_entropy")
+        data = load_dataset("omniglot", spec["data"], "trainval", image_size=28)
+        batch = EpisodeTasks(data, 5, 1, 15, eval_query=15).train_batch(16, 0, 0, device=device)
     else:
         model = Conv4(1, 5, filters=64, image_size=28).to(device)
         learner = Learner(model, "cross_entropy")
@@ -96,7 +107,8 @@ def main() -> None:
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--only", default="sinusoid,lstm,conv,unroll")
+    ap.add_argument("--only", default="sinusoid,lstm,conv,unroll,omniglot")
+    ap.add_argument("--data", default=None, help="folder holding omniglot/ (default $INNERLOOP_DATA or ../shared/data)")
     args = ap.parse_args()
     if args.one:
         print(json.dumps(measure(json.loads(args.one))))
@@ -130,6 +142,22 @@ def main() -> None:
             for m, r in res.items():
                 print(f"  steps={steps} {m:5s} ({r['mode']:4s}) {r['tasks_per_s']:7.2f} tasks/s  x{r['tasks_per_s'] / loop['tasks_per_s']:5.2f} vs loop"
                       f"   peak {r['peak_mib']:8.1f} MiB  x{r['peak_mib'] / max(loop['peak_mib'], 1e-9):5.2f} vs loop")
+    if "omniglot" in parts:
+        import os
+        from pathlib import Path
+
+        root = Path(args.data or os.environ.get("INNERLOOP_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+        print(f"\n== omniglot: 4-CONV 64 filters + BN on real Omniglot episodes ({root / 'omniglot'}), 5-way 1-shot "
+              "15 queries, meta-batch 16, second order ==")
+        for rule in ("sgd", "alfa"):
+            for steps in (1, 5):
+                res = {m: run({"workload": "omniglot", "rule": rule, "steps": steps, "mode": m, "device": args.device,
+                               "data": str(root / "omniglot"), "iters": 1 if q else 3}) for m in ("loop", "vmap", "auto")}
+                loop = res["loop"]
+                for m, r in res.items():
+                    print(f"  {rule:4s} steps={steps} {m:5s} ({r['mode']:4s}) {r['tasks_per_s']:7.2f} tasks/s  "
+                          f"x{r['tasks_per_s'] / loop['tasks_per_s']:5.2f} vs loop   peak {r['peak_mib']:8.1f} MiB  "
+                          f"x{r['peak_mib'] / max(loop['peak_mib'], 1e-9):5.2f} vs loop")
     if "unroll" in parts:
         print("\n== long unrolls: conv workload, auto executor, plain vs checkpointed (c=1) ==")
         base = {}

@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--tasks", type=int, default=100, help="test tasks to average over")
     pl.add_argument("--steps", type=int, default=None, help="inner steps (default: inner.steps)")
 
+    from innerloop.data.cli import register as register_data
+
+    register_data(sub)
+
     sub.add_parser("configs", help="list the shipped configs")
     return p
 
@@ -100,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             from innerloop.finetune_cli import run_finetune
 
             print(json.dumps(run_finetune(args)))
+        elif args.command == "data":
+            return args.func(args)
         elif args.command == "plot":
             from innerloop.plots import plot_run
 

@@ -121,3 +121,13 @@ def test_truncated_or_missing_batches(sheets, tmp_path):
         cifar10.read(tmp_path, "train")
     with pytest.raises(UserError, match="innerloop data download cifar10"):
         cifar10.read(tmp_path / "nothing", "train")
+
+
+def test_image_size_option_resizes_with_pillow(sheets):
+    from PIL import Image
+
+    small = cifar10.read(shared("cifar10"), "test", image_size=16, resample="bilinear")
+    assert small.images.shape == (1000, 3, 16, 16)
+    rgb = sheets["test"].images[7].transpose(1, 2, 0)
+    expected = np.asarray(Image.fromarray(rgb).resize((16, 16), Image.Resampling.BILINEAR))
+    assert np.array_equal(small.images[7].transpose(1, 2, 0), expected)

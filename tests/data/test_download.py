@@ -106,6 +106,19 @@ def test_omniglot_mirror_verifies_the_recorded_split_file_checksums(server, tmp_
                            "splits/vinyals/val.txt"]
 
 
+def test_missing_split_file_on_the_mirror_leaves_nothing(server, tmp_path):
+    omni = shared("omniglot")
+    for name in ("images_background.zip", "images_evaluation.zip"):
+        shutil.copy(omni / name, server.directory / name)
+    shutil.copytree(omni / "splits" / "vinyals", server.directory / "splits" / "vinyals")
+    (server.directory / "splits" / "vinyals" / "val.txt").unlink()
+    zips = {n: _sha(omni / n) for n in ("images_background.zip", "images_evaluation.zip")}
+    root = tmp_path / "omniglot"
+    with pytest.raises(UserError, match="val.txt failed.*404") as err:
+        download.download("omniglot", root, sha256=zips, mirror=server.url)
+    assert "\n" not in str(err.value) and not root.exists()
+
+
 def test_unknown_checksum_requires_the_user_to_pass_one(server, tmp_path, monkeypatch):
     (server.directory / "data.bin").write_bytes(b"payload")
     name = _fake_dataset(monkeypatch, Resource("https://example.invalid/data.bin", "data.bin", None))

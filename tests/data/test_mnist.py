@@ -93,3 +93,12 @@ def test_count_mismatch_missing_file_and_bad_split(root, tmp_path):
     _one_line_error(tmp_path, "not found")
     with pytest.raises(ConfigError, match="train, test"):
         mnist.read(root, "val")
+
+
+def test_image_size_option_resizes_with_pillow(root, test_split):
+    from PIL import Image
+
+    small = mnist.read(root, "test", image_size=14)
+    assert small.images.shape == (10000, 1, 14, 14)
+    expected = np.asarray(Image.fromarray(test_split.images[3, 0]).resize((14, 14), Image.Resampling.LANCZOS))
+    assert np.array_equal(small.images[3, 0], expected)

@@ -122,8 +122,13 @@ def test_image_size_and_resample_options(root, tmp_path):
     split = _small_split(tmp_path, ["Latin/character01/rot000"])
     ds = omniglot.read(root, "train", split_file=split, image_size=14, resample="bilinear")
     assert ds.images.shape == (20, 1, 14, 14)
+    split = _small_split(tmp_path, ["Latin/character01/rot000", "Latin/character01/rot090"])
     full = omniglot.read(root, "train", split_file=split, image_size=None)
-    assert full.images.shape == (20, 1, 105, 105) and set(np.unique(full.images)) <= {0, 255}
+    assert full.images.shape == (40, 1, 105, 105) and set(np.unique(full.images)) <= {0, 255}
+    # rot090 is counter-clockwise, as PIL's Image.rotate(90) (Prototypical Networks' augmentation)
+    assert np.array_equal(full.images[20, 0], np.asarray(Image.fromarray(full.images[0, 0]).rotate(90)))
+    with pytest.raises(ConfigError, match="square"):
+        omniglot.read(root, "train", split_file=split, image_size=[28, 20])
     with pytest.raises(ConfigError, match="resample"):
         omniglot.read(root, "train", split_file=split, resample="fancy")
 

@@ -101,6 +101,7 @@ def save(ds: ImageDataset, directory: Path, info: Mapping[str, Any] | None = Non
     _remove_dead_temporaries(directory.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-", dir=directory.parent))
     try:
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide a shared cache from other users
         labels = np.ascontiguousarray(ds.labels, dtype=np.int64)
         np.save(tmp / "images.npy", np.ascontiguousarray(ds.images), allow_pickle=False)
         np.save(tmp / "labels.npy", labels, allow_pickle=False)

@@ -24,7 +24,7 @@ import numpy as np
 
 from innerloop.data import safe_pickle
 from innerloop.data.base import ImageDataset
-from innerloop.data.imaging import open_image
+from innerloop.data.imaging import image_hw, open_image, resample_filter, resize_nchw
 from innerloop.errors import ConfigError, UserError
 
 SPLITS = ("train", "test")
@@ -146,13 +146,19 @@ def _read_sheets(directory: Path, split: str) -> ImageDataset:
     return ImageDataset(np.ascontiguousarray(images), labels, list(CLASSES), f"cifar10-{split}")
 
 
-def read(root: str | Path, split: str, *, format: str = "auto") -> ImageDataset:
-    """CIFAR-10 ``split`` (``train``/``test``) as uint8 ``[N, 3, 32, 32]`` in file order."""
+def read(root: str | Path, split: str, *, format: str = "auto", image_size: int | None = 32,
+         resample: str = "lanczos") -> ImageDataset:
+    """CIFAR-10 ``split`` (``train``/``test``) as uint8 ``[N, 3, 32, 32]`` in file order.
+
+    ``image_size`` other than 32 resizes every image with Pillow's ``resample`` filter.
+    """
     fmt, directory = _resolve(Path(root), split, format)
-    return _read_pickles(directory, split) if fmt == "pickle" else _read_sheets(directory, split)
+    ds = _read_pickles(directory, split) if fmt == "pickle" else _read_sheets(directory, split)
+    ds.images = resize_nchw(ds.images, image_hw(image_size), resample_filter(resample))
+    return ds
 
 
-def source_files(root: str | Path, split: str, *, format: str = "auto") -> list[Path]:
+def source_files(root: str | Path, split: str, *, format: str = "auto", **_: object) -> list[Path]:
     """The batch pickles (and ``batches.meta``) or the sheets and labels file that ``read`` uses."""
     fmt, directory = _resolve(Path(root), split, format)
     if fmt == "pickle":

@@ -118,6 +118,19 @@ def resize_array(arr: np.ndarray, size: tuple[int, int], resample: Image.Resampl
     return np.asarray(Image.fromarray(arr).resize((size[1], size[0]), resample), dtype=np.uint8)
 
 
+def resize_nchw(images: np.ndarray, size: tuple[int, int] | None, resample: Image.Resampling) -> np.ndarray:
+    """Resize every image of a uint8 ``[N, C, H, W]`` array with Pillow (returned as is when already ``size``)."""
+    if size is None or images.shape[2:] == size:
+        return images
+    hwc = images.transpose(0, 2, 3, 1)
+    if hwc.shape[3] == 1:
+        hwc = hwc[..., 0]
+    out = np.empty((len(images), *size, *hwc.shape[3:]), dtype=np.uint8)
+    for i, im in enumerate(hwc):
+        out[i] = resize_array(np.ascontiguousarray(im), size, resample)
+    return to_nchw(out)
+
+
 def to_nchw(images: np.ndarray) -> np.ndarray:
     """``[N, H, W]`` -> ``[N, 1, H, W]``; ``[N, H, W, C]`` -> ``[N, C, H, W]`` (contiguous uint8)."""
     if images.ndim == 3:

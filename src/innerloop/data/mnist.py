@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from innerloop.data.base import ImageDataset
+from innerloop.data.imaging import image_hw, resample_filter, resize_nchw
 from innerloop.data.messages import brief
 from innerloop.errors import ConfigError, UserError
 
@@ -66,8 +67,11 @@ def read_idx(path: Path, ndim: int, root: Path | None = None) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def read(root: str | Path, split: str) -> ImageDataset:
-    """MNIST ``split`` (``train``: 60,000, ``test``: 10,000) as uint8 ``[N, 1, 28, 28]``, classes ``"0".."9"``."""
+def read(root: str | Path, split: str, *, image_size: int | None = 28, resample: str = "lanczos") -> ImageDataset:
+    """MNIST ``split`` (``train``: 60,000, ``test``: 10,000) as uint8 ``[N, 1, 28, 28]``, classes ``"0".."9"``.
+
+    ``image_size`` other than 28 resizes every digit with Pillow's ``resample`` filter.
+    """
     root = Path(root)
     if split not in FILES:
         raise ConfigError(f"MNIST has no split {split!r}: use one of {', '.join(SPLITS)}")
@@ -79,11 +83,11 @@ def read(root: str | Path, split: str) -> ImageDataset:
                         f"{len(labels)} labels; re-download both")
     if len(labels) and labels.max() > 9:
         raise UserError(f"MNIST file {label_file} has label {labels.max()} (expected 0..9); is it the right file?")
-    return ImageDataset(np.ascontiguousarray(images[:, None]), labels.astype(np.int64),
-                        [str(d) for d in range(10)], f"mnist-{split}")
+    images = resize_nchw(np.ascontiguousarray(images[:, None]), image_hw(image_size), resample_filter(resample))
+    return ImageDataset(images, labels.astype(np.int64), [str(d) for d in range(10)], f"mnist-{split}")
 
 
-def source_files(root: str | Path, split: str) -> list[Path]:
+def source_files(root: str | Path, split: str, **_: object) -> list[Path]:
     """The two IDX files of ``split``."""
     root = Path(root)
     if split not in FILES:

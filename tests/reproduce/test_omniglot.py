@@ -1,0 +1,43 @@
+"""The Omniglot reproduction: rows cover the table, a smoke row trains and evaluates on real Omniglot."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from innerloop.cli import main
+from innerloop.reproduce.omniglot import METHODS, PAPER, PROTOCOLS, SETTINGS, rows_for
+
+SHARED = Path(os.environ.get("INNERLOOP_SHARED_DATA", "/work/shared/data"))
+
+
+def test_rows_cover_the_table_for_every_budget():
+    for budget in PROTOCOLS:
+        rows = rows_for(budget, "cpu")
+        assert {(r.method, f"{r.setting['ways']}w{r.setting['shots']}s") for r in rows} == {
+            (m, s) for m in METHODS for s in SETTINGS}
+        assert len({r.id for r in rows}) == len(rows) == 12
+        assert all(r.paper == PAPER.get((r.method, f"{r.setting['ways']}w{r.setting['shots']}s")) for r in rows)
+    assert sum(r.paper is not None for r in rows_for("cpu", "cpu")) == 3  # MAML 98.7 / 99.9 / 95.8
+
+
+@pytest.mark.skipif(not (SHARED / "omniglot" / "images_background.zip").is_file(), reason="shared Omniglot data not present")
+def test_smoke_row_on_real_omniglot(tmp_path, monkeypatch):
+    monkeypatch.setenv("INNERLOOP_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "rep"
+    args = ["reproduce", "omniglot", "--budget", "smoke", "--out", str(out), "--data", str(SHARED), "--only", "5w1s-maml-l2f"]
+    assert main(args) == 0
+    report = json.loads((out / "results.json").read_text())
+    (row,) = report["rows"]
+    assert row["method"] == "MAML+L2F" and row["metric"] == "accuracy" and row["tasks"] == 40
+    assert row["setting"] == {"ways": 5, "shots": 1, "steps": 1, "filters": 8}
+    assert 0.0 <= row["mean"] <= 100.0
+    assert "| MAML+L2F |" in (out / "results.md").read_text()
+
+
+def test_missing_data_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("INNERLOOP_DATA", raising=False)
+    assert main(["reproduce", "omniglot", "--budget", "smoke", "--out", str(tmp_path), "--only", "5w1s-maml"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "INNERLOOP_DATA" in err
