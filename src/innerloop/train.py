@@ -155,6 +155,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
         if not log.closed:
             log.close()
     bar.close()
+    if not ck_path.exists():  # nothing trained (train.iterations = 0): keep the untrained baseline evaluable
+        save(it)
     return {"iterations": it, "elapsed_s": elapsed, "executor": meta.mode}
 
 
