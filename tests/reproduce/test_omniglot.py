@@ -31,7 +31,7 @@ def test_smoke_row_on_real_omniglot(tmp_path, monkeypatch):
     report = json.loads((out / "results.json").read_text())
     (row,) = report["rows"]
     assert row["method"] == "MAML+L2F" and row["metric"] == "accuracy" and row["tasks"] == 40
-    assert row["setting"] == {"ways": 5, "shots": 1, "steps": 1, "filters": 8}
+    assert row["setting"] == {"ways": 5, "shots": 1, "steps": 1, "eval_steps": 1, "filters": 8}
     assert 0.0 <= row["mean"] <= 100.0
     assert "| MAML+L2F |" in (out / "results.md").read_text()
 
