@@ -12,11 +12,11 @@ from innerloop.config import Config
 from innerloop.engine import Learner, MetaLearner
 from innerloop.errors import ConfigError
 from innerloop.inits import Attenuator, FixedInit, LearnedInit, RandomInit
-from innerloop.models import MLP, Conv4, LeNet5, ResNet12
+from innerloop.models import MLP, Conv4, LeNet5, Perturbation, ResNet12
 from innerloop.objectives import FinalQueryLoss, MultiStepLoss, TrajectoryLoss
 from innerloop.oracles import AutogradOracle, ZerothOrderOracle
 from innerloop.rules import ALFA, SGD, CoordinateLSTM, PerStepLayerLR
-from innerloop.tasks import EpisodeTasks, SinusoidTasks
+from innerloop.tasks import EpisodeTasks, SinusoidTasks, TaskMixture
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -42,15 +42,48 @@ def _load(cfg: Config, dataset: str, root: str, split: str):
 
     t = cfg.task
     options: dict = {}
-    if t.image_size:
+    if t.image_size and t.family == "episodes":
         options["image_size"] = t.image_size
     if dataset == "omniglot":
         options["rotations"] = t.rotations
     return load_dataset(dataset, data_root(dataset, root), split, **options)
 
 
-def build_tasks(cfg: Config) -> SinusoidTasks | EpisodeTasks:
+def victims_root(cfg: Config) -> Path:
+    return Path(cfg.task.victims or os.environ.get("INNERLOOP_VICTIMS") or "victims")
+
+
+def load_source_victim(cfg: Config, source: str) -> nn.Module:
+    """The trained victim classifier of a UAP source (``innerloop victim train --dataset SOURCE``)."""
+    from innerloop.victims import load_victim
+
+    path = victims_root(cfg) / source
+    if not (path / "victim.pt").is_file():
+        raise ConfigError(f"no victim model at {path / 'victim.pt'}: run `innerloop victim train --dataset {source} "
+                          f"--out {path}` (or point task.victims / $INNERLOOP_VICTIMS at the folder holding {source}/)")
+    return load_victim(path)[0]
+
+
+def _source_tasks(cfg: Config, source: str) -> EpisodeTasks:
+    """LFT tasks from one source: D_tr from its training split, D_val from its test split (same classes)."""
     t = cfg.task
+    train, test = _load(cfg, source, "", "train"), _load(cfg, source, "", "test")
+    if t.family == "uap":  # only images the victim classifies correctly; labels stay the victim's
+        from innerloop.data.base import ImageDataset
+        from innerloop.victims import correctly_classified
+
+        victim = load_source_victim(cfg, source)
+        train, test = (ImageDataset(d.images[idx], d.labels[idx], d.class_names, d.name)
+                       for d in (train, test) for idx in [correctly_classified(victim, d.images, d.labels)])
+    return EpisodeTasks(train, t.ways, t.shots, t.query, None, t.eval_query, query_data=test,
+                        relabel=t.family != "uap")
+
+
+def build_tasks(cfg: Config) -> SinusoidTasks | EpisodeTasks | TaskMixture:
+    t = cfg.task
+    if t.family in ("incongruous", "uap"):
+        names = list(dict.fromkeys([*t.sources, *t.eval_sources]))
+        return TaskMixture({n: _source_tasks(cfg, n) for n in names}, t.sources, t.eval_sources or t.sources)
     if t.family == "episodes":
         train = _load(cfg, t.dataset, t.root, t.train_split)
         if t.eval_dataset:
@@ -63,6 +96,25 @@ def build_tasks(cfg: Config) -> SinusoidTasks | EpisodeTasks:
         shots=t.shots, query=t.query, amplitude=tuple(t.amplitude), frequency=tuple(t.frequency),
         phase=tuple(t.phase), x_range=tuple(t.x_range),
     )
+
+
+def build_source_learner(cfg: Config, source: str, tasks: EpisodeTasks) -> tuple[nn.Module, Learner]:
+    """Incongruous families: an MLP for MNIST and a CNN for CIFAR-10 (classification, spec 11), or a
+    perturbation of the source's victim (UAP, spec 12)."""
+    m, t = cfg.model, cfg.task
+    c, h, _ = tasks.image_shape
+    if t.family == "uap":
+        model = Perturbation(load_source_victim(cfg, source), (c, h, h))
+        lam, d = t.uap_lambda, c * h * h
+        learner = Learner(model, "cw", penalty=lambda p: lam * p["delta"].pow(2).sum(),
+                          extra_metrics={"l2": lambda p: p["delta"].norm(),
+                                         "rms": lambda p: p["delta"].norm() / d ** 0.5})
+        return model, learner
+    if source == "mnist":
+        model = MLP(c * h * h, m.hidden, t.ways, m.activation)
+    else:
+        model = Conv4(c, t.ways, m.filters, h, m.activation, m.norm)
+    return model, Learner(model, "cross_entropy")
 
 
 def build_model(cfg: Config, tasks: SinusoidTasks | EpisodeTasks | None = None) -> tuple[nn.Module, str]:
@@ -124,24 +176,39 @@ def build_objective(cfg: Config):
     return FinalQueryLoss()
 
 
-def build(cfg: Config) -> tuple[SinusoidTasks | EpisodeTasks, MetaLearner]:
+def build(cfg: Config) -> tuple[SinusoidTasks | EpisodeTasks | TaskMixture, MetaLearner]:
     """Everything a training run needs, on ``cfg.train.device`` in ``cfg.train.dtype``, seeded."""
     torch.manual_seed(cfg.train.seed)
     tasks = build_tasks(cfg)
-    model, loss = build_model(cfg, tasks)
-    learner = Learner(model, loss)
-    init = build_init(cfg, model)
-    rule = build_rule(cfg, learner, model)
-    objective = build_objective(cfg)
     device = torch.device(cfg.train.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device = 'cuda' but no CUDA device is available: use --set train.device=cpu")
+    if isinstance(tasks, TaskMixture):
+        built = {name: build_source_learner(cfg, name, src) for name, src in tasks.sources.items()}
+        models = {k: v[0] for k, v in built.items()}
+        learners = {k: v[1] for k, v in built.items()}
+        inits = {k: build_init(cfg, mdl) for k, mdl in models.items()}
+        first = next(iter(built))
+        rule = build_rule(cfg, learners[first], models[first])
+        learner_arg, init_arg = learners, inits
+    else:
+        model, loss = build_model(cfg, tasks)
+        learner = Learner(model, loss)
+        models, learner_arg, init_arg = {"model": model}, learner, build_init(cfg, model)
+        rule = build_rule(cfg, learner, model)
+        learners = {"model": learner}
+    objective = build_objective(cfg)
+    attenuator = None
+    if cfg.init.attenuate:
+        if len(learners) > 1:
+            raise ConfigError("init.attenuate (L2F) needs one architecture: it has one output per layer")
+        attenuator = Attenuator(next(iter(learners.values())).inner, cfg.init.attenuate_detach)
     meta = MetaLearner(
-        learner, init, rule, build_oracle(cfg), objective, cfg.inner.steps,
+        learner_arg, init_arg, rule, build_oracle(cfg), objective, cfg.inner.steps,
         executor=cfg.train.executor, checkpoint=cfg.train.checkpoint_unroll, device=device,
-        truncation=cfg.train.truncation,
-        attenuator=Attenuator(learner.inner, cfg.init.attenuate_detach) if cfg.init.attenuate else None,
+        truncation=cfg.train.truncation, attenuator=attenuator,
     )
-    model.to(device=device, dtype=DTYPES[cfg.train.dtype])
+    for mdl in models.values():
+        mdl.to(device=device, dtype=DTYPES[cfg.train.dtype])
     meta.to(device=device, dtype=DTYPES[cfg.train.dtype])
     return tasks, meta

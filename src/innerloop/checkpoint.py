@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
 import random
 import zipfile
 from pathlib import Path
@@ -54,7 +55,7 @@ def load(path: Path) -> dict[str, Any]:
         raise UserError(f"no checkpoint at {path}: train first with 'innerloop train CONFIG --out {path.parent}'")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError, struct.error) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(
             f"checkpoint {path} is corrupt or unreadable ({first[:120]}); delete it and retrain, or restore a copy"

@@ -1,4 +1,4 @@
-"""Command line: ``innerloop train | eval | reproduce | finetune | plot | data | configs``.
+"""Command line: ``innerloop train | eval | reproduce | finetune | plot | data | victim | configs``.
 
 User mistakes print one line, ``innerloop: error: ...``, and exit with code 2.
 """
@@ -14,7 +14,7 @@ from innerloop.errors import UserError
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2 (argparse's default prints usage too)
-        sys.stderr.write(f"innerloop: error: {message} (see 'innerloop {self.prog.split()[-1]} --help')\n")
+        sys.stderr.write(f"innerloop: error: {message} (see '{self.prog} --help')\n")
         sys.exit(2)
 
 
@@ -66,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
 
     register_data(sub)
 
+    from innerloop.victims.cli import register as register_victim
+
+    register_victim(sub)
+
     sub.add_parser("configs", help="list the shipped configs")
     return p
 
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             from innerloop.finetune_cli import run_finetune
 
             print(json.dumps(run_finetune(args)))
-        elif args.command == "data":
+        elif args.command in ("data", "victim"):
             return args.func(args)
         elif args.command == "plot":
             from innerloop.plots import plot_run

@@ -42,6 +42,11 @@ class TaskConfig:
     image_size: int = 0  # 0 = the dataset's default (Omniglot 28, miniImageNet 84, ...)
     rotations: bool = True  # Omniglot: 90/180/270-degree rotations as extra classes
     normalize: str = "none"  # none | imagenet (ALFA's miniImageNet mean/std)
+    # incongruous / uap: several sources (mnist, cifar10), each with its own base learner or perturbation
+    sources: list[str] = field(default_factory=lambda: ["mnist"])  # meta-training sources
+    eval_sources: list[str] = field(default_factory=list)  # [] = the training sources
+    victims: str = ""  # uap: folder holding <source>/victim.pt; "" = $INNERLOOP_VICTIMS, else ./victims
+    uap_lambda: float = 0.05  # uap: weight of ||delta||_2^2 in the task loss (spec 12: 0.01-0.1, inferred)
     amplitude: list[float] = field(default_factory=lambda: [0.1, 5.0])
     frequency: list[float] = field(default_factory=lambda: [0.8, 1.2])
     phase: list[float] = field(default_factory=lambda: [0.0, math.pi])
@@ -155,7 +160,7 @@ class Config:
 
 
 CHOICES = {
-    "task.family": ("sinusoid", "episodes"),
+    "task.family": ("sinusoid", "episodes", "incongruous", "uap"),
     "task.normalize": ("none", "imagenet"),
     "model.name": ("mlp", "conv4", "resnet12", "lenet5"),
     "model.norm": ("batch", "torch", "none"),
@@ -272,10 +277,26 @@ def validate(cfg: Config) -> None:
         raise ConfigError("oracle.q must be >= 1 and oracle.mu > 0")
     if tr.truncation < 0:
         raise ConfigError("train.truncation must be >= 0")
-    if t.family == "episodes":
+    if t.family in ("incongruous", "uap"):
+        known = ("mnist", "cifar10")
+        for name in [*t.sources, *t.eval_sources]:
+            if name not in known:
+                raise ConfigError(f"task source {name!r} is not one of {list(known)}")
+        if not t.sources:
+            raise ConfigError("task.sources is empty: name at least one source, e.g. [\"mnist\"]")
+        if len(set(t.sources) | set(t.eval_sources)) > 1 and cfg.init.kind != "random":
+            raise ConfigError(
+                f"init.kind = '{cfg.init.kind}' cannot serve several sources (different architectures/sizes): a "
+                "meta-learned initialisation belongs to one of them, so MAML does not apply; use init.kind = 'random' "
+                "with a coordinate-wise rule (rule.kind = 'lstm')"
+            )
+        if len(set(t.sources) | set(t.eval_sources)) > 1 and cfg.rule.kind in ("alfa", "lslr"):
+            raise ConfigError(f"rule.kind = '{cfg.rule.kind}' has per-layer meta-parameters for one architecture; "
+                              "incongruous sources need a shape-agnostic rule: 'lstm' or 'sgd'")
+    if t.family in ("episodes", "incongruous", "uap"):
         if t.ways < 2:
             raise ConfigError(f"task.ways = {t.ways}: classification episodes need at least 2 classes")
-    elif cfg.model.name != "mlp":
+    elif cfg.model.name != "mlp":  # sinusoid
         raise ConfigError(f"model.name = '{cfg.model.name}' takes images: use task.family = 'episodes' (sinusoid tasks use 'mlp')")
     if cfg.model.filters < 1:
         raise ConfigError(f"model.filters must be >= 1, got {cfg.model.filters}")

@@ -35,8 +35,8 @@ def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = N
         raise UserError("--tasks must be >= 1")
     if steps < 0:
         raise UserError("--steps must be >= 0")
-    metric = "mse" if meta.learner.loss_name == "mse" else "accuracy"
-    scale = 100.0 if metric == "accuracy" else 1.0
+    metric = meta.learner.metric_name
+    scale = 1.0 if metric == "mse" else 100.0  # accuracies and attack success rates in percent
     marks = sorted(set(record)) if record else [steps]
     kw = {"dtype": DTYPES[cfg.train.dtype], "device": cfg.train.device}
     if hasattr(tasks, "eval_batches"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -23,7 +25,20 @@ def cross_entropy(out: Tensor, y: Tensor) -> Tensor:
     return -out.log_softmax(-1).gather(-1, y.unsqueeze(-1)).mean()
 
 
-LOSSES = {"mse": mse, "cross_entropy": cross_entropy}
+def cw_margin(out: Tensor, y: Tensor, kappa: float = 0.0) -> Tensor:
+    """Carlini-Wagner margin on log-probabilities (LFT eq. 12, ZO-L2L's form), averaged over the batch:
+
+        f(x'; y) = max( log p(x')_y - max_{j != y} log p(x')_j , -kappa )
+
+    zero (with kappa = 0) exactly when some wrong class is top-1, i.e. the attack succeeded.
+    """
+    logp = out.log_softmax(-1)
+    true = logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    others = logp.masked_fill(torch.nn.functional.one_hot(y, logp.shape[-1]).bool(), float("-inf")).amax(-1)
+    return (true - others).clamp(min=-kappa).mean()
+
+
+LOSSES = {"mse": mse, "cross_entropy": cross_entropy, "cw": cw_margin}
 
 
 class Learner:
@@ -34,7 +49,12 @@ class Learner:
     statistics; their affine parameters are meta-learned but not adapted (``adapt_norm=False``).
     """
 
-    def __init__(self, model: nn.Module, loss: str = "mse", adapt_norm: bool = False):
+    def __init__(self, model: nn.Module, loss: str = "mse", adapt_norm: bool = False,
+                 penalty: Callable[[Params], Tensor] | None = None,
+                 extra_metrics: dict[str, Callable[[Params], Tensor]] | None = None):
+        """``penalty(params)`` is added to the loss (e.g. a UAP's lambda * ||delta||^2);
+        ``extra_metrics`` are functions of the adapted parameters reported at evaluation
+        (e.g. the perturbation's norm)."""
         if loss not in LOSSES:
             raise ConfigError(f"unknown loss {loss!r}; use one of {sorted(LOSSES)}")
         for name, m in model.named_modules():
@@ -47,12 +67,20 @@ class Learner:
         self.loss_name = loss
         self._loss = LOSSES[loss]
         self.inner, self.outer = split_inner_outer(model, adapt_norm)
+        self.penalty = penalty
+        self.extra_metrics = dict(extra_metrics or {})
 
     @property
     def has_builtin_norm(self) -> bool:
         """Built-in fused norms give wrong second-order meta-gradients under vmap (functorch#534)."""
         builtin = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
         return any(isinstance(m, builtin) and any(True for _ in m.parameters()) for m in self.model.modules())
+
+    @property
+    def num_inner(self) -> int:
+        """Number of adapted coordinates per task."""
+        shapes = dict(self.model.named_parameters())
+        return sum(shapes[n].numel() for n in self.inner)
 
     @property
     def has_conv(self) -> bool:
@@ -62,11 +90,18 @@ class Learner:
         return functional_call(self.model, params, (x,))
 
     def loss(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
-        return self._loss(self.forward(params, x), y)
+        loss = self._loss(self.forward(params, x), y)
+        return loss if self.penalty is None else loss + self.penalty(params)
+
+    @property
+    def metric_name(self) -> str:
+        return {"mse": "mse", "cross_entropy": "accuracy", "cw": "asr"}[self.loss_name]
 
     def metric(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
-        """MSE for regression, accuracy in [0, 1] for classification."""
+        """MSE for regression, accuracy in [0, 1] for classification, attack success rate (the
+        fraction of inputs the victim misclassifies) in [0, 1] for adversarial perturbations."""
         out = self.forward(params, x)
         if self.loss_name == "mse":
             return mse(out, y)
-        return (out.argmax(-1) == y).to(out.dtype).mean()
+        correct = (out.argmax(-1) == y).to(out.dtype).mean()
+        return 1 - correct if self.loss_name == "cw" else correct

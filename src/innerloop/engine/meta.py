@@ -71,7 +71,8 @@ class MetaLearner(nn.Module):
         self.oracle = oracle or AutogradOracle("second")
         self.objective = objective or FinalQueryLoss()
         self.steps = steps
-        self.modes = {f: choose_mode(l, device, executor) for f, l in learners.items()}
+        coordinatewise = getattr(rule, "coordinatewise", False)
+        self.modes = {f: choose_mode(l, device, executor, coordinatewise) for f, l in learners.items()}
         self.mode = self.modes[next(iter(learners))]
         if checkpoint < 0:
             raise ConfigError("train.checkpoint_unroll must be >= 0 (0 = off, c = keep every c-th inner state)")
@@ -265,7 +266,11 @@ class MetaLearner(nn.Module):
                 results.append(v)
                 infos.append(i)
         values = torch.cat(results)
-        info = infos[0] if len(infos) == 1 else {}
+        if len(infos) == 1:
+            info = infos[0]
+        else:  # several families: only the per-task evaluation metrics line up
+            info = {k: torch.cat([i[k] for i in infos]) for k in infos[0]
+                    if k.startswith("metric/") and all(k in i for i in infos)}
         return (values if record is not None else values[:, 0]), info
 
     def _evaluate_family(self, family, tasks, marks, chunk):
@@ -287,12 +292,17 @@ class MetaLearner(nn.Module):
             params = self._attenuate(loop, params, stat, x_in, y_in)
             state = self.rule.init_state(params)
             out, done, infos = [], 0, []
+            extra: dict[str, list[Tensor]] = {k: [] for k in learner.extra_metrics}
             for m in marks:
                 params, state, inf, _ = loop.run(params, state, stat, x_in, y_in, done, m)
                 infos += inf
                 done = m
                 out.append(learner.metric({**stat, **params}, xq, yq))
-            return torch.stack(out), stack_infos(infos)
+                for k, fn in learner.extra_metrics.items():
+                    extra[k].append(fn(params))
+            info = stack_infos(infos)
+            info.update({f"metric/{k}": torch.stack(v) for k, v in extra.items()})  # [marks] per task
+            return torch.stack(out), info
 
         if is_ragged(tasks):
             return map_ragged(task, [(index_tree(per_task, i), *t) for i, t in enumerate(tasks)])

@@ -39,6 +39,8 @@ def log_and_sign(g: Tensor, k: float = 5.0) -> Tensor:
 class CoordinateLSTM(UpdateRule):
     """The learned fine-tuner ``m_phi``; see the module docstring."""
 
+    coordinatewise = True  # one small network per coordinate: cost grows with the parameter count
+
     steps = None  # no per-step meta-parameters: any number of steps
 
     def __init__(

@@ -1,0 +1,83 @@
+"""Incongruous meta-batches on real data: MNIST-MLP and CIFAR-CNN tasks trained by one fine-tuner."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from innerloop import config
+from innerloop.build import build
+from innerloop.data.base import ImageDataset
+from innerloop.errors import ConfigError
+from innerloop.tasks import EpisodeTasks, TaskMixture
+from innerloop.train import train
+
+SHARED = Path(os.environ.get("INNERLOOP_SHARED_DATA", "/work/shared/data"))
+needs_data = pytest.mark.skipif(not (SHARED / "mnist").is_dir() or not (SHARED / "cifar10").is_dir(),
+                                reason="shared MNIST / CIFAR-10 data not present")
+SMALL = ["model.hidden=[16]", "model.filters=4", "inner.steps=3", "train.truncation=3", "train.meta_batch=6",
+         "train.iterations=2", "train.log_every=1", "eval.tasks=4", "eval.steps=3"]
+
+
+def toy(classes=4, per=6, size=4, channels=1, seed=0):
+    rng = np.random.default_rng(seed)
+    return ImageDataset(rng.integers(0, 256, (classes * per, channels, size, size), dtype=np.uint8),
+                        np.repeat(np.arange(classes), per))
+
+
+def test_support_from_train_split_query_from_test_split_and_original_labels():
+    train, test = toy(seed=0), toy(seed=1)
+    tasks = EpisodeTasks(train, ways=2, shots=2, query=3, eval_query=3, query_data=test, relabel=False)
+    xs, ys, xq, yq = tasks.train_batch(5, 0, 0)
+    train_px = {tuple(im.flatten()) for im in train.images}
+    test_px = {tuple(im.flatten()) for im in test.images}
+    for t in range(5):
+        assert all(tuple((x * 255).round().byte().flatten().tolist()) in train_px for x in xs[t])
+        assert all(tuple((x * 255).round().byte().flatten().tolist()) in test_px for x in xq[t])
+        assert set(ys[t].tolist()) == set(yq[t].tolist()) and len(set(ys[t].tolist())) == 2  # original class ids
+    assert set(ys.unique().tolist()) <= {0, 1, 2, 3}
+
+
+def test_mixture_batches_are_dicts_of_sources_seeded_by_iteration():
+    mix = TaskMixture({"a": EpisodeTasks(toy(), 2, 1, 1, eval_query=1), "b": EpisodeTasks(toy(channels=3), 2, 1, 1, eval_query=1)},
+                      ["a", "b"])
+    b1, b2 = mix.train_batch(20, 0, 3), mix.train_batch(20, 0, 3)
+    assert set(b1) == {"a", "b"} and sum(v[0].shape[0] for v in b1.values()) == 20
+    assert all(torch.equal(b1[k][0], b2[k][0]) for k in b1)
+    ev = mix.eval_set(7, seed=1)
+    assert {k: v[0].shape[0] for k, v in ev.items()} == {"a": 7, "b": 7}
+    with pytest.raises(ConfigError, match="unknown task source"):
+        TaskMixture({"a": EpisodeTasks(toy(), 2, 1, 1, eval_query=1)}, ["a"], ["c"])
+
+
+@needs_data
+def test_one_fine_tuner_meta_trains_mlp_and_cnn_tasks_in_one_meta_batch(tmp_path, monkeypatch):
+    monkeypatch.setenv("INNERLOOP_DATA", str(SHARED))
+    monkeypatch.setenv("INNERLOOP_CACHE", str(tmp_path / "cache"))
+    cfg = config.load("lft/classification", SMALL)
+    tasks, meta = build(cfg)
+    batch = tasks.train_batch(6, 0, 0)
+    assert set(batch) == {"mnist", "cifar10"}  # this seed draws both sources into the one meta-batch
+    shapes = {k: {n: tuple(p.shape) for n, p in meta.learners[k].model.named_parameters()} for k in batch}
+    assert shapes["mnist"]["net.0.weight"] == (16, 784) and shapes["cifar10"]["blocks.0.conv.weight"] == (4, 3, 3, 3)
+    meta.zero_grad()
+    losses, _ = meta.meta_backward(batch)
+    assert losses.shape == (6,) and torch.isfinite(losses).all()
+    grads = [p.grad for p in meta.rule.parameters()]
+    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+    # each family alone contributes to the same rule's gradient
+    for family in batch:
+        meta.zero_grad()
+        meta.meta_backward({family: batch[family]})
+        assert sum(float(p.grad.abs().sum()) for p in meta.rule.parameters()) > 0
+    summary = train(cfg, tmp_path / "run", progress=False)
+    assert summary["iterations"] == 2
+
+
+def test_maml_refuses_incongruous_sources():
+    with pytest.raises(ConfigError, match="MAML does not apply"):
+        config.load("lft/classification-maml", ['task.sources=["mnist", "cifar10"]'])
+    with pytest.raises(ConfigError, match="shape-agnostic rule"):
+        config.load("lft/classification", ['rule.kind="alfa"'])
