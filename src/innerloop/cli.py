@@ -34,11 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--tasks", type=int, default=None, help="number of test tasks (default: eval.tasks)")
     e.add_argument("--steps", type=int, default=None, help="inner steps at test time (default: eval.steps or inner.steps)")
+    e.add_argument("--sources", default=None, help="comma-separated test sources of a mixture run, e.g. mnist,cifar10")
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
     r = sub.add_parser("reproduce", help="train and evaluate a paper table")
-    r.add_argument("name", help="alfa-sinusoid | lft-sinusoid | omniglot")
-    r.add_argument("--budget", default="smoke", help="smoke | paper (sinusoid); smoke | cpu | paper (omniglot)")
+    r.add_argument("name", help="alfa-sinusoid | lft-sinusoid | omniglot | lft-uap | lft-classification")
+    r.add_argument("--budget", default="smoke", help="smoke | paper (sinusoid); smoke | cpu | paper (omniglot); smoke | cpu (lft-uap, lft-classification)")
     r.add_argument("--data", default=None, help="folder holding the datasets (e.g. omniglot/); default $INNERLOOP_DATA")
     r.add_argument("--out", required=True)
     r.add_argument("--jobs", type=int, default=1, help="rows trained in parallel processes")
@@ -98,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "eval":
             from innerloop.evaluate import evaluate_run
 
-            result = evaluate_run(args.run_dir, args.tasks, args.steps)
+            sources = [x for x in args.sources.split(",") if x] if args.sources else None
+            result = evaluate_run(args.run_dir, args.tasks, args.steps, sources=sources)
             if args.json:
                 print(json.dumps(result))
             else:

@@ -23,11 +23,14 @@ def mean_ci95(values: torch.Tensor) -> tuple[float, float]:
 
 
 def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = None, steps: int | None = None,
-                  record: list[int] | None = None) -> dict[str, Any]:
+                  record: list[int] | None = None, sources: list[str] | None = None) -> dict[str, Any]:
     """Adapt on ``shots`` support points of each fixed test task, score on ``eval_query`` points.
 
     With ``record`` (a list of step counts), one unroll to ``max(record)`` steps is scored after each
-    listed count: the result gets ``"by_steps": [{"steps", "mean", "ci95", "std"}, ...]``.
+    listed count: the result gets ``"by_steps": [{"steps", "mean", "ci95", "std"}, ...]``. For task
+    mixtures, ``sources`` picks the evaluation sources (``n_tasks`` fixed tasks each). Extra metrics of
+    the base learner (e.g. a perturbation's norm) are reported as ``"extra": {name: {"mean", "ci95"}}``
+    after the last step (and per step in ``by_steps``).
     """
     n_tasks = cfg.eval.tasks if n_tasks is None else n_tasks
     steps = (cfg.eval.steps if cfg.eval.steps is not None else cfg.inner.steps) if steps is None else steps
@@ -39,31 +42,46 @@ def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = N
     scale = 1.0 if metric == "mse" else 100.0  # accuracies and attack success rates in percent
     marks = sorted(set(record)) if record else [steps]
     kw = {"dtype": DTYPES[cfg.train.dtype], "device": cfg.train.device}
+    if sources is not None:
+        if not hasattr(tasks, "eval_sources"):
+            raise UserError("--sources applies to runs with several task sources (task.family = incongruous | uap)")
+        kw["sources"] = sources
+    extras: dict[str, list[torch.Tensor]] = {}
     if hasattr(tasks, "eval_batches"):
         # image episodes: materialise ``chunk`` episodes at a time; chunk i draws its randomness from seed + i
-        parts = [
-            meta.evaluate(b, chunk=cfg.eval.chunk, record=marks, seed=cfg.eval.seed + i)[0]
-            for i, b in enumerate(tasks.eval_batches(n_tasks, cfg.eval.seed, cfg.task.eval_query, cfg.eval.chunk, **kw))
-        ]
+        parts = []
+        for i, b in enumerate(tasks.eval_batches(n_tasks, cfg.eval.seed, cfg.task.eval_query, cfg.eval.chunk, **kw)):
+            v, info = meta.evaluate(b, chunk=cfg.eval.chunk, record=marks, seed=cfg.eval.seed + i)
+            parts.append(v)
+            for k, t in info.items():
+                if k.startswith("metric/"):
+                    extras.setdefault(k[len("metric/"):], []).append(t)
         values = torch.cat(parts)
     else:
         batch = tasks.eval_set(n_tasks, cfg.eval.seed, cfg.task.eval_query, **kw)
-        values, _ = meta.evaluate(batch, chunk=cfg.eval.chunk, record=marks, seed=cfg.eval.seed)
+        values, info = meta.evaluate(batch, chunk=cfg.eval.chunk, record=marks, seed=cfg.eval.seed)
+        extras = {k[len("metric/"):]: [t] for k, t in info.items() if k.startswith("metric/")}
+    extra = {k: torch.cat(v) for k, v in extras.items()}  # [tasks, marks]
+    n_tasks = values.shape[0]
     by_steps = []
     for i, m in enumerate(marks):
         mean, ci = mean_ci95(values[:, i])
         by_steps.append({"steps": m, "mean": scale * mean, "ci95": scale * ci,
                          "std": scale * float(values[:, i].double().std()) if n_tasks > 1 else 0.0})
+        for k, t in extra.items():
+            by_steps[-1][k] = mean_ci95(t[:, i])[0]
     last = by_steps[-1]
     out = {"metric": metric, "mean": last["mean"], "ci95": last["ci95"], "tasks": n_tasks, "steps": last["steps"]}
+    if extra:
+        out["extra"] = {k: dict(zip(("mean", "ci95"), mean_ci95(t[:, -1]))) for k, t in extra.items()}
     if record:
         out["by_steps"] = by_steps
     return out
 
 
 def evaluate_run(run_dir: str | Path, n_tasks: int | None = None, steps: int | None = None,
-                 record: list[int] | None = None) -> dict[str, Any]:
+                 record: list[int] | None = None, sources: list[str] | None = None) -> dict[str, Any]:
     from innerloop.train import load_run
 
     cfg, meta, tasks, _ = load_run(run_dir)
-    return evaluate_meta(cfg, meta, tasks, n_tasks, steps, record)
+    return evaluate_meta(cfg, meta, tasks, n_tasks, steps, record, sources)

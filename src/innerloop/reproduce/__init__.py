@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from innerloop.errors import UserError
 
-REPRODUCTIONS = ("alfa-sinusoid", "lft-sinusoid", "omniglot")
+REPRODUCTIONS = ("alfa-sinusoid", "lft-sinusoid", "omniglot", "lft-uap", "lft-classification")
 
 
 def run_reproduction(name: str, budget: str, out: str, jobs: int = 1, device: str | None = None, only: str | None = None):
@@ -21,6 +21,14 @@ def run_reproduction(name: str, budget: str, out: str, jobs: int = 1, device: st
         return reproduce(budget, out, jobs=jobs, device=device, only=only)
     if name == "omniglot":
         from innerloop.reproduce.omniglot import reproduce
+
+        return reproduce(budget, out, jobs=jobs, device=device, only=only)
+    if name == "lft-uap":
+        from innerloop.reproduce.lft_uap import reproduce
+
+        return reproduce(budget, out, jobs=jobs, device=device, only=only)
+    if name == "lft-classification":
+        from innerloop.reproduce.lft_classification import reproduce
 
         return reproduce(budget, out, jobs=jobs, device=device, only=only)
     raise UserError(f"unknown reproduction {name!r}; available: {', '.join(REPRODUCTIONS)}")

@@ -32,6 +32,7 @@ class Row:
     paper: float | None
     extra: dict[str, Any] = field(default_factory=dict)
     record: list[int] | None = None  # evaluate after each of these step counts (one unroll)
+    evals: dict[str, dict[str, Any]] | None = None  # extra evaluations: name -> evaluate_run kwargs (e.g. sources)
 
 
 def _run_row(row: Row, out: str, threads: int) -> dict[str, Any]:
@@ -57,6 +58,10 @@ def _run_row(row: Row, out: str, threads: int) -> dict[str, Any]:
     }
     if "by_steps" in res:
         result["by_steps"] = res["by_steps"]
+    if "extra" in res:
+        result["extra"] = res["extra"]
+    for name, kw in (row.evals or {}).items():
+        result.setdefault("evals", {})[name] = evaluate_run(run_dir, **kw)
     tmp = result_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
     os.replace(tmp, result_path)

@@ -1,0 +1,197 @@
+"""LFT Table 1 / Figure 2: few-shot universal adversarial perturbations on LeNet-5 victims.
+
+LFT, L2O and MAML are meta-trained on MNIST tasks and on MNIST + CIFAR-10 tasks (the perturbation is
+784 values for MNIST and 3,072 for CIFAR-10: incongruous), first-order and zeroth-order (black-box
+victim), then evaluated on 100 unseen test tasks from MNIST, CIFAR-10 and their mixture (MAML only
+MNIST -> MNIST: a learned delta_0 has one size). Each cell: attack success rate on D_val after the
+last fine-tuning step / distortion ||delta||_2 / sqrt(d) / the first step at which the mean ASR
+reaches the threshold (default 90%). The victims come from ``innerloop victim train``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from innerloop.errors import UserError
+from innerloop.reproduce.runner import Row, default_device, finished_results, run_info, run_rows, select_rows
+
+TRAIN = {"MNIST": ["mnist"], "MNIST+CIFAR-10": ["mnist", "cifar10"]}
+TEST = {"MNIST": ["mnist"], "CIFAR-10": ["cifar10"], "MNIST+CIFAR-10": ["mnist", "cifar10"]}
+METHODS = {"MAML": "lft/uap-maml", "L2O": "lft/uap-l2o", "LFT": "lft/uap"}
+ORACLES = {"fo": ['oracle.kind="autograd"'], "zo": ['oracle.kind="zo"', "oracle.q=20", "oracle.mu=0.005"]}
+#: LFT Table 1 (ASR %, distortion, step#; the paper does not say which oracle: shown beside both)
+PAPER = {
+    ("MNIST", "MAML", "MNIST"): (52, 0.14, None),
+    ("MNIST", "L2O", "MNIST"): (85, 0.116, 122), ("MNIST", "L2O", "CIFAR-10"): (0, 0.05, None),
+    ("MNIST", "L2O", "MNIST+CIFAR-10"): (25, 0.072, None),
+    ("MNIST", "LFT", "MNIST"): (100, 0.104, 55), ("MNIST", "LFT", "CIFAR-10"): (25, 0.055, None),
+    ("MNIST", "LFT", "MNIST+CIFAR-10"): (50, 0.079, None),
+    ("MNIST+CIFAR-10", "L2O", "MNIST"): (77, 0.112, 125), ("MNIST+CIFAR-10", "L2O", "CIFAR-10"): (95, 0.069, 72),
+    ("MNIST+CIFAR-10", "L2O", "MNIST+CIFAR-10"): (92, 0.096, 93),
+    ("MNIST+CIFAR-10", "LFT", "MNIST"): (93, 0.101, 92), ("MNIST+CIFAR-10", "LFT", "CIFAR-10"): (100, 0.063, 55),
+    ("MNIST+CIFAR-10", "LFT", "MNIST+CIFAR-10"): (100, 0.089, 68),
+}
+BUDGETS = {
+    "smoke": {"iterations": 4, "meta_batch": 2, "eval_tasks": 4, "steps": 10},
+    "cpu": {"iterations": 200, "meta_batch": 5, "eval_tasks": 100, "steps": 200},
+}
+THRESHOLD = 90.0
+
+
+def rows_for(budget: str, device: str) -> list[Row]:
+    b = BUDGETS[budget]
+    rows = []
+    for train_name, sources in TRAIN.items():
+        for oracle, oracle_set in ORACLES.items():
+            for method, cfg in METHODS.items():
+                if method == "MAML" and len(sources) > 1:
+                    continue  # a meta-learned delta_0 has one size
+                tests = {"MNIST": TEST["MNIST"]} if method == "MAML" else TEST
+                eval_sources = sorted({s for t in tests.values() for s in t}, key=["mnist", "cifar10"].index)
+                record = list(range(0, b["steps"] + 1))
+                rows.append(Row(
+                    id=f"{train_name.lower().replace('+', '-')}-{method.lower()}-{oracle}", method=method,
+                    setting={"train": train_name, "oracle": oracle}, config=cfg,
+                    overrides=[
+                        *oracle_set, f"task.sources={json.dumps(sources)}", f"task.eval_sources={json.dumps(eval_sources)}",
+                        f"train.iterations={b['iterations']}", f"train.meta_batch={b['meta_batch']}",
+                        f"eval.tasks={b['eval_tasks']}", f"eval.steps={b['steps']}", f"train.device=\"{device}\"",
+                        f"train.checkpoint_every={min(50, b['iterations'])}", f"train.log_every={min(10, b['iterations'])}",
+                    ],
+                    paper=None, evals={t: {"sources": s, "record": record} for t, s in tests.items()},
+                ))
+    return rows
+
+
+def first_step(by_steps: list[dict[str, Any]], threshold: float) -> int | None:
+    """The first fine-tuning step at which the mean ASR over the test tasks reaches ``threshold``."""
+    return next((s["steps"] for s in by_steps if s["mean"] >= threshold), None)
+
+
+def expand(results: list[dict[str, Any]], threshold: float) -> list[dict[str, Any]]:
+    """One results row per (meta-training data, method, oracle, test data)."""
+    rows = []
+    for r in results:
+        for test, res in r.get("evals", {}).items():
+            paper = PAPER.get((r["setting"]["train"], r["method"], test))
+            rows.append({
+                "method": r["method"], "setting": {**r["setting"], "test": test, "steps": res["steps"]},
+                "metric": "asr", "mean": res["mean"], "ci95": res["ci95"], "tasks": res["tasks"],
+                "paper": None if paper is None else paper[0],
+                "distortion_rms": res["extra"]["rms"]["mean"], "distortion_l2": res["extra"]["l2"]["mean"],
+                "step_to_threshold": first_step(res["by_steps"], threshold), "threshold": threshold,
+                "paper_distortion": None if paper is None else paper[1], "paper_step": None if paper is None else paper[2],
+                "asr_by_step": [s["mean"] for s in res["by_steps"]],
+                "iterations": r["iterations"], "train_wall_s": r["train_wall_s"], "device": r["device"],
+            })
+    return rows
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Figure 2: ASR against fine-tuning steps, one panel per (oracle, test data)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7), sharex=True, sharey=True, squeeze=False)
+    for i, oracle in enumerate(ORACLES):
+        for j, test in enumerate(TEST):
+            ax = axes[i][j]
+            for r in rows:
+                if r["setting"]["oracle"] == oracle and r["setting"]["test"] == test:
+                    ax.plot(range(len(r["asr_by_step"])), r["asr_by_step"], label=f"{r['method']} ({r['setting']['train']})")
+            ax.set_title(f"{oracle.upper()}: test {test}")
+            ax.axhline(THRESHOLD, color="grey", lw=0.5, ls="--")
+            if i == 1:
+                ax.set_xlabel("fine-tuning steps")
+            if j == 0:
+                ax.set_ylabel("attack success rate (%)")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_markdown(out: Path, rows: list[dict[str, Any]], budget: str, info: dict[str, Any], victims: dict) -> None:
+    b = BUDGETS[budget]
+    cell = lambda r: "—" if r is None else (
+        f"{r['mean']:.0f}% ± {r['ci95']:.0f} / {r['distortion_rms']:.3f} / {r['step_to_threshold'] or 'N/A'}")
+    by = {(r["setting"]["train"], r["method"], r["setting"]["oracle"], r["setting"]["test"]): r for r in rows}
+    lines = [
+        "# LFT Table 1 — few-shot universal adversarial perturbations on LeNet-5",
+        "",
+        f"Budget `{budget}`; produced by `innerloop reproduce lft-uap --budget {budget} --out DIR` "
+        "(data: `--data DIR` or `$INNERLOOP_DATA`; victims: `$INNERLOOP_VICTIMS`, default `results/victims`).",
+        "Hardware: " + ", ".join(f"{k} {v}" for k, v in info["hardware"].items())
+        + f". Training wall time of the finished rows: {info['train_wall_s'] / 60:.1f} min.",
+        "",
+        "Victims (`innerloop victim train`): " + ", ".join(
+            f"{k}: test accuracy {100 * v['test_accuracy']:.2f}%" for k, v in victims.items()) + ".",
+        "",
+        f"Protocol: 2 classes x 5 training images (D_tr) and 2 x 5 test images (D_val) per task, only images the victim "
+        f"classifies correctly; loss = C&W margin on log-probabilities + lambda ||delta||^2 (lambda = 0.05), x + delta "
+        f"clamped to [0, 1]; delta_0 ~ 1e-4 N(0, 1) (LFT, L2O) or meta-learned (MAML, SGD 0.01). Meta-training: "
+        f"{b['iterations']} iterations x {b['meta_batch']} tasks, unroll 20, Adam 1e-3, meta-gradient clipped to [-1, 1]. "
+        f"Test: {b['eval_tasks']} fixed tasks per source, {b['steps']} fine-tuning steps. ZO: q = 20 Gaussian "
+        "directions, mu = 0.005 (the victim is only queried at test time).",
+        "",
+        f"Cell: ASR after {b['steps']} steps ± 95% CI / distortion ||delta||_2 / sqrt(d) / first step with mean ASR >= "
+        f"{THRESHOLD:.0f}% (N/A: never). Paper values in brackets (LFT Table 1 does not say which oracle).",
+        "",
+        "| meta-training | method | oracle | test MNIST | test CIFAR-10 | test MNIST+CIFAR-10 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for train in TRAIN:
+        for method in METHODS:
+            for oracle in ORACLES:
+                if method == "MAML" and train != "MNIST":
+                    continue
+                cells = []
+                for test in TEST:
+                    r = by.get((train, method, oracle, test))
+                    p = PAPER.get((train, method, test))
+                    text = cell(r)
+                    if p is not None:
+                        text += f" ({p[0]}% / {p[1]} / {p[2] or 'N/A'})"
+                    elif method == "MAML" and test != "MNIST":
+                        text = "N/A"
+                    cells.append(text)
+                lines.append(f"| {train} | {method} | {oracle.upper()} | " + " | ".join(cells) + " |")
+    lines += ["", "![ASR against fine-tuning steps](figure2.png)", ""]
+    (out / "results.md").write_text("\n".join(lines))
+
+
+def reproduce(budget: str, out: str, jobs: int = 1, device: str | None = None, only: str | None = None) -> dict[str, Any]:
+    if budget not in BUDGETS:
+        raise UserError(f"unknown budget {budget!r} for lft-uap; use one of {', '.join(BUDGETS)}")
+    os.environ.setdefault("INNERLOOP_VICTIMS", str(Path("results") / "victims"))
+    from innerloop.victims import load_victim
+
+    victims = {}
+    for name in ("mnist", "cifar10"):
+        path = Path(os.environ["INNERLOOP_VICTIMS"]) / name
+        if not (path / "victim.pt").is_file():
+            raise UserError(f"no victim at {path}/victim.pt: run `innerloop victim train --dataset {name} --out {path}` "
+                            "or set INNERLOOP_VICTIMS to the folder holding mnist/ and cifar10/")
+        victims[name] = load_victim(path)[1]
+    device = default_device(device)
+    rows = select_rows(rows_for(budget, device), only, "mnist-lft-fo")
+    t0 = time.perf_counter()
+    run_rows(rows, out, jobs)
+    done = finished_results(out)
+    trained = [done[k] for k in sorted(done)]
+    info = run_info(device, trained, t0)
+    table = expand(trained, THRESHOLD)
+    report = {"name": "lft-uap", "budget": budget, **info, "threshold": THRESHOLD,
+              "victims": {k: {"test_accuracy": v["test_accuracy"]} for k, v in victims.items()}, "rows": table}
+    out_path = Path(out)
+    (out_path / "results.json").write_text(json.dumps(report, indent=1))
+    plot(table, out_path / "figure2.png")
+    write_markdown(out_path, table, budget, info, report["victims"])
+    print(f"wrote {out_path / 'results.md'}, results.json and figure2.png")
+    return report
