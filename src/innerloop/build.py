@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -53,15 +54,39 @@ def victims_root(cfg: Config) -> Path:
     return Path(cfg.task.victims or os.environ.get("INNERLOOP_VICTIMS") or "victims")
 
 
+_VICTIMS: dict[tuple[str, int], nn.Module] = {}
+_CORRECT: dict[tuple[str, int, str, str, int], np.ndarray] = {}
+
+
+def _victim_key(cfg: Config, source: str) -> tuple[str, int]:
+    path = victims_root(cfg) / source / "victim.pt"
+    if not path.is_file():
+        raise ConfigError(f"no victim model at {path}: run `innerloop victim train --dataset {source} --out {path.parent}` "
+                          f"(or point task.victims / $INNERLOOP_VICTIMS at the folder holding {source}/)")
+    return str(path.resolve()), path.stat().st_mtime_ns
+
+
 def load_source_victim(cfg: Config, source: str) -> nn.Module:
-    """The trained victim classifier of a UAP source (``innerloop victim train --dataset SOURCE``)."""
+    """The trained victim classifier of a UAP source (``innerloop victim train --dataset SOURCE``),
+    loaded once per process (evaluations rebuild the task family several times)."""
     from innerloop.victims import load_victim
 
-    path = victims_root(cfg) / source
-    if not (path / "victim.pt").is_file():
-        raise ConfigError(f"no victim model at {path / 'victim.pt'}: run `innerloop victim train --dataset {source} "
-                          f"--out {path}` (or point task.victims / $INNERLOOP_VICTIMS at the folder holding {source}/)")
-    return load_victim(path)[0]
+    key = _victim_key(cfg, source)
+    if key not in _VICTIMS:
+        _VICTIMS[key] = load_victim(Path(key[0]).parent)[0]
+    return _VICTIMS[key]
+
+
+def _correct_only(cfg: Config, source: str, split: str, data):
+    """The images of ``data`` the source's victim classifies correctly (the attack uses only those)."""
+    from innerloop.data.base import ImageDataset
+    from innerloop.victims import correctly_classified
+
+    key = (*_victim_key(cfg, source), source, split, len(data.labels))
+    if key not in _CORRECT:
+        _CORRECT[key] = correctly_classified(load_source_victim(cfg, source), data.images, data.labels)
+    idx = _CORRECT[key]
+    return ImageDataset(data.images[idx], data.labels[idx], data.class_names, data.name)
 
 
 def _source_tasks(cfg: Config, source: str) -> EpisodeTasks:
@@ -69,12 +94,7 @@ def _source_tasks(cfg: Config, source: str) -> EpisodeTasks:
     t = cfg.task
     train, test = _load(cfg, source, "", "train"), _load(cfg, source, "", "test")
     if t.family == "uap":  # only images the victim classifies correctly; labels stay the victim's
-        from innerloop.data.base import ImageDataset
-        from innerloop.victims import correctly_classified
-
-        victim = load_source_victim(cfg, source)
-        train, test = (ImageDataset(d.images[idx], d.labels[idx], d.class_names, d.name)
-                       for d in (train, test) for idx in [correctly_classified(victim, d.images, d.labels)])
+        train, test = _correct_only(cfg, source, "train", train), _correct_only(cfg, source, "test", test)
     return EpisodeTasks(train, t.ways, t.shots, t.query, None, t.eval_query, query_data=test,
                         relabel=t.family != "uap")
 

@@ -81,3 +81,28 @@ def test_maml_refuses_incongruous_sources():
         config.load("lft/classification-maml", ['task.sources=["mnist", "cifar10"]'])
     with pytest.raises(ConfigError, match="shape-agnostic rule"):
         config.load("lft/classification", ['rule.kind="alfa"'])
+
+
+VICTIMS = Path(__file__).resolve().parents[2] / "results" / "victims"
+
+
+@needs_data
+@pytest.mark.skipif(not (VICTIMS / "mnist" / "victim.pt").is_file(), reason="committed victims not present")
+def test_uap_tasks_use_only_correctly_classified_images_and_the_victims_labels(tmp_path, monkeypatch):
+    monkeypatch.setenv("INNERLOOP_DATA", str(SHARED))
+    monkeypatch.setenv("INNERLOOP_VICTIMS", str(VICTIMS))
+    monkeypatch.setenv("INNERLOOP_CACHE", str(tmp_path / "cache"))
+    cfg = config.load("lft/uap", ['task.sources=["mnist", "cifar10"]', "inner.steps=2", "train.truncation=2",
+                                  'oracle.kind="zo"', "oracle.q=3", "eval.tasks=3", "eval.steps=2"])
+    tasks, meta = build(cfg)
+    batch = tasks.train_batch(8, 0, 1)
+    for source, (xs, ys, xq, yq) in batch.items():
+        victim = meta.learners[source].model.victim
+        assert [n for n, _ in meta.learners[source].model.named_parameters()] == ["delta"]
+        for x, y in ((xs, ys), (xq, yq)):
+            with torch.no_grad():
+                pred = victim(x.flatten(0, 1)).argmax(-1)
+            assert torch.equal(pred, y.flatten())  # only images the victim gets right, in its own label space
+    assert {k: meta.learners[k].num_inner for k in meta.learners} == {"mnist": 784, "cifar10": 3072}
+    meta.meta_backward(batch)  # one zeroth-order fine-tuner step over both perturbation sizes
+    assert all(p.grad is not None for p in meta.rule.parameters())

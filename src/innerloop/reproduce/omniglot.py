@@ -30,7 +30,7 @@ PROTOCOLS: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {s: {"filters": 8, "meta_batch": 2, "iterations": 10, "steps": 1, "lr": 0.4, "eval_steps": 1,
                   "order": "first", "query": 1, "eval_tasks": 40} for s in SETTINGS},
     "cpu": {
-        "5w1s": {"filters": 32, "meta_batch": 16, "iterations": 4000, "steps": 1, "lr": 0.4, "eval_steps": 5,
+        "5w1s": {"filters": 32, "meta_batch": 16, "iterations": 8000, "steps": 1, "lr": 0.4, "eval_steps": 5,
                  "order": "second", "query": 1, "eval_tasks": 600},
         "5w5s": {"filters": 32, "meta_batch": 8, "iterations": 2000, "steps": 1, "lr": 0.4, "eval_steps": 5,
                  "order": "second", "query": 5, "eval_tasks": 600},
