@@ -22,6 +22,18 @@ def mean_ci95(values: torch.Tensor) -> tuple[float, float]:
     return float(v.mean()), 1.96 * std / math.sqrt(n)
 
 
+def pooled(parts: list[dict[str, Any]], keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Mean, std and 95% CI of the union of task sets given as ``{"mean", "std", "tasks"}`` each (e.g. the
+    mixture column from per-source evaluations); ``keys`` are other per-set means averaged by task count."""
+    n = sum(p["tasks"] for p in parts)
+    mean = sum(p["mean"] * p["tasks"] for p in parts) / n
+    ss = sum((p["tasks"] - 1) * p["std"] ** 2 + p["tasks"] * (p["mean"] - mean) ** 2 for p in parts)
+    std = math.sqrt(ss / (n - 1)) if n > 1 else 0.0
+    out = {"mean": mean, "std": std, "ci95": 1.96 * std / math.sqrt(n), "tasks": n}
+    out.update({k: sum(p[k] * p["tasks"] for p in parts) / n for k in keys})
+    return out
+
+
 def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = None, steps: int | None = None,
                   record: list[int] | None = None, sources: list[str] | None = None) -> dict[str, Any]:
     """Adapt on ``shots`` support points of each fixed test task, score on ``eval_query`` points.

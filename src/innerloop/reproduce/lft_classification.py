@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from innerloop.errors import UserError
+from innerloop.evaluate import pooled
 from innerloop.reproduce.runner import Row, default_device, finished_results, run_info, run_rows, select_rows
 
 TRAIN = {"CIFAR-10 (CNN)": ["cifar10"], "MNIST+CIFAR-10": ["mnist", "cifar10"]}
@@ -46,8 +47,9 @@ def rows_for(budget: str, device: str) -> list[Row]:
         for method, cfg in METHODS.items():
             if method == "MAML" and len(sources) > 1:
                 continue
-            tests = {"CIFAR-10 (CNN)": TEST["CIFAR-10 (CNN)"]} if method == "MAML" else TEST
-            eval_sources = sorted({s for t in tests.values() for s in t}, key=["mnist", "cifar10"].index)
+            tests = ({"CIFAR-10 (CNN)": TEST["CIFAR-10 (CNN)"]} if method == "MAML"
+                     else {k: v for k, v in TEST.items() if len(v) == 1})  # "mixed" = the union, pooled in expand
+            eval_sources = [s for t in tests.values() for s in t]
             rows.append(Row(
                 id=f"{'cifar' if len(sources) == 1 else 'mnist-cifar'}-{method.lower()}", method=method,
                 setting={"train": train_name, "ways": 2, "shots": 5}, config=cfg,
@@ -64,10 +66,17 @@ def rows_for(budget: str, device: str) -> list[Row]:
 
 
 def expand(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One results row per (meta-training data, method, test data, fine-tuning steps)."""
+    """One results row per (meta-training data, method, test data, fine-tuning steps); the "mixed" test
+    column is the union of the two sources' test tasks (each source evaluated once)."""
     rows = []
     for r in results:
-        for test, res in r.get("evals", {}).items():
+        evals = dict(r.get("evals", {}))
+        if "MNIST (MLP)" in evals and "CIFAR-10 (CNN)" in evals:
+            a, b = evals["MNIST (MLP)"], evals["CIFAR-10 (CNN)"]
+            by = [pooled([{**x, "tasks": a["tasks"]}, {**y, "tasks": b["tasks"]}]) | {"steps": x["steps"]}
+                  for x, y in zip(a["by_steps"], b["by_steps"])]
+            evals["mixed"] = {"tasks": a["tasks"] + b["tasks"], "steps": a["steps"], "by_steps": by}
+        for test, res in evals.items():
             for s in res["by_steps"]:
                 last = s["steps"] == res["steps"]
                 rows.append({

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from innerloop.errors import UserError
+from innerloop.evaluate import pooled
 from innerloop.reproduce.runner import Row, default_device, finished_results, run_info, run_rows, select_rows
 
 TRAIN = {"MNIST": ["mnist"], "MNIST+CIFAR-10": ["mnist", "cifar10"]}
@@ -50,8 +51,8 @@ def rows_for(budget: str, device: str) -> list[Row]:
             for method, cfg in METHODS.items():
                 if method == "MAML" and len(sources) > 1:
                     continue  # a meta-learned delta_0 has one size
-                tests = {"MNIST": TEST["MNIST"]} if method == "MAML" else TEST
-                eval_sources = sorted({s for t in tests.values() for s in t}, key=["mnist", "cifar10"].index)
+                tests = {"MNIST": TEST["MNIST"]} if method == "MAML" else {k: v for k, v in TEST.items() if len(v) == 1}
+                eval_sources = [s for t in tests.values() for s in t]
                 record = list(range(0, b["steps"] + 1))
                 rows.append(Row(
                     id=f"{train_name.lower().replace('+', '-')}-{method.lower()}-{oracle}", method=method,
@@ -72,11 +73,27 @@ def first_step(by_steps: list[dict[str, Any]], threshold: float) -> int | None:
     return next((s["steps"] for s in by_steps if s["mean"] >= threshold), None)
 
 
+def _mixture(evals: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The MNIST+CIFAR-10 test column: the union of the two sources' test tasks (each evaluated once)."""
+    parts = [evals.get("MNIST"), evals.get("CIFAR-10")]
+    if any(p is None for p in parts):
+        return None
+    by_steps = [pooled([{**a, "tasks": parts[0]["tasks"]}, {**b, "tasks": parts[1]["tasks"]}], ("l2", "rms"))
+                | {"steps": a["steps"]} for a, b in zip(parts[0]["by_steps"], parts[1]["by_steps"])]
+    last = by_steps[-1]
+    return {"mean": last["mean"], "ci95": last["ci95"], "tasks": last["tasks"], "steps": last["steps"],
+            "extra": {k: {"mean": last[k]} for k in ("l2", "rms")}, "by_steps": by_steps}
+
+
 def expand(results: list[dict[str, Any]], threshold: float) -> list[dict[str, Any]]:
     """One results row per (meta-training data, method, oracle, test data)."""
     rows = []
     for r in results:
-        for test, res in r.get("evals", {}).items():
+        evals = dict(r.get("evals", {}))
+        mixed = _mixture(evals)
+        if mixed is not None:
+            evals["MNIST+CIFAR-10"] = mixed
+        for test, res in evals.items():
             paper = PAPER.get((r["setting"]["train"], r["method"], test))
             rows.append({
                 "method": r["method"], "setting": {**r["setting"], "test": test, "steps": res["steps"]},

@@ -45,10 +45,12 @@ class TaskMixture:
     def eval_batches(self, n: int, seed: int, query: int | None = None, chunk: int = 100, dtype=torch.float32,
                      device="cpu", sources: Sequence[str] | None = None) -> Iterator[dict[str, tuple[Tensor, ...]]]:
         """``n`` fixed tasks of each evaluation source (or of ``sources``), ``chunk`` at a time."""
-        for i, name in enumerate(sources or self.eval_sources):
+        for name in sources or self.eval_sources:
             if name not in self.sources:
                 raise ConfigError(f"unknown task source {name!r}; known: {', '.join(self.sources)}")
-            for batch in self.sources[name].eval_batches(n, _seed(seed, i), query, chunk, dtype=dtype, device=device):
+            # seeded by the source's name: a source's test tasks are the same alone or in a mixture
+            for batch in self.sources[name].eval_batches(n, _seed(seed, *name.encode()), query, chunk, dtype=dtype,
+                                                         device=device):
                 yield {name: batch}
 
     def eval_set(self, n: int, seed: int, query: int | None = None, dtype=torch.float32, device="cpu",
