@@ -80,6 +80,26 @@ def test_non_finite_meta_loss_stops_without_corrupting_checkpoint(tmp_path, monk
         train(c, tmp_path, resume=True, progress=False)
 
 
+def test_exploding_finite_meta_loss_stops_before_the_checkpoint_is_overwritten(tmp_path, monkeypatch):
+    """A blow-up with finite (huge) losses, as ALFA's generated rates can produce: training stops at the
+    first logged window far above the best one, and the last checkpoint predates it."""
+    from innerloop.tasks import SinusoidTasks
+
+    real = SinusoidTasks.train_batch
+
+    def exploding(self, n, seed, iteration, **kw):
+        xs, ys, xq, yq = real(self, n, seed, iteration, **kw)
+        return (xs, ys, xq, yq * 1e6) if iteration >= 6 else (xs, ys, xq, yq)
+
+    monkeypatch.setattr(SinusoidTasks, "train_batch", exploding)
+    c = cfg("train.iterations=40", "train.log_every=2", "train.checkpoint_every=2")
+    with pytest.raises(DivergenceError, match="rose from .* by iteration 8; the checkpoint of iteration 6 is kept"):
+        train(c, tmp_path, progress=False)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["iteration"] == 6
+    c_off = cfg("train.iterations=10", "train.divergence_factor=0")
+    train(c_off, tmp_path / "off", progress=False)  # the check can be switched off
+
+
 def test_evaluation_is_fixed_and_paired(tmp_path):
     train(cfg(), tmp_path / "a", progress=False)
     r1 = evaluate_run(tmp_path / "a")

@@ -63,7 +63,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
         raise UserError("nothing to meta-learn: this init/rule combination has no trainable meta-parameters")
     # an untrained baseline (e.g. ALFA's "Random Init" row) has no parameters: a no-op optimiser keeps one code path
     opt = torch.optim.Adam(params or [torch.zeros(1, requires_grad=True)], lr=cfg.train.meta_lr)
-    start, elapsed = 0, 0.0
+    start, elapsed, best = 0, 0.0, math.inf  # best: lowest logged (windowed) meta-loss, for divergence checks
     metrics_path = out / METRICS
     if resume and ck_path.exists():
         state = ckpt.load(ck_path)
@@ -71,6 +71,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
         opt.load_state_dict(state["optimizer"])
         ckpt.set_rng_state(state["rng"])
         start, elapsed = int(state["iteration"]), float(state["elapsed"])
+        best = float(state.get("best_window", math.inf))
         lines = metrics_path.read_text().splitlines()[: int(state["metrics_lines"])] if metrics_path.exists() else []
         metrics_path.write_text("".join(l + "\n" for l in lines))
     elif metrics_path.exists():
@@ -81,6 +82,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
         ckpt.save(ck_path, {
             "meta": meta.state_dict(), "optimizer": opt.state_dict(), "rng": ckpt.rng_state(),
             "iteration": iteration, "elapsed": elapsed, "metrics_lines": n_lines, "config": to_toml(cfg),
+            "best_window": best, "saved_at": iteration,
             "executor": meta.mode,
         })
 
@@ -138,7 +140,18 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
                     rec[f"{k}_mean"] = float(v.float().mean())
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
+                window = window_loss / window_n
                 window_loss, window_n, t_window = 0.0, 0, time.perf_counter()
+                factor = cfg.train.divergence_factor
+                if factor > 0 and window > factor * best:
+                    # raised before this iteration's checkpoint: the saved one predates the blow-up
+                    last = ckpt.load(ck_path)["iteration"] if ck_path.exists() else 0
+                    raise DivergenceError(
+                        f"meta-training diverged: the meta-loss rose from {best:.4g} to {window:.4g} by iteration {it}; "
+                        f"the checkpoint of iteration {last} is kept — lower train.meta_lr or rule.lr, or set "
+                        "train.clip_grad (or raise train.divergence_factor), and --resume"
+                    )
+                best = min(best, window)
             if cfg.train.eval_every and it % cfg.train.eval_every == 0:
                 from innerloop.evaluate import evaluate_meta
 
