@@ -145,11 +145,12 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
                 factor = cfg.train.divergence_factor
                 if factor > 0 and window > factor * best:
                     # raised before this iteration's checkpoint: the saved one predates the blow-up
-                    last = ckpt.load(ck_path)["iteration"] if ck_path.exists() else 0
+                    kept = (f"the checkpoint of iteration {ckpt.load(ck_path)['iteration']} is kept"
+                            if ck_path.exists() else "no checkpoint was written yet")
                     raise DivergenceError(
                         f"meta-training diverged: the meta-loss rose from {best:.4g} to {window:.4g} by iteration {it}; "
-                        f"the checkpoint of iteration {last} is kept — lower train.meta_lr or rule.lr, or set "
-                        "train.clip_grad (or raise train.divergence_factor), and --resume"
+                        f"{kept} — lower train.meta_lr or rule.lr, or set train.clip_grad (or raise "
+                        "train.divergence_factor), and --resume"
                     )
                 best = min(best, window)
             if cfg.train.eval_every and it % cfg.train.eval_every == 0:

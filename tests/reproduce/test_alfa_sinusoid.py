@@ -38,3 +38,18 @@ def test_smoke_rows_write_results_and_are_not_rerun(tmp_path, capsys):
 def test_unknown_budget_and_name(tmp_path):
     assert main(["reproduce", "alfa-sinusoid", "--budget", "huge", "--out", str(tmp_path)]) == 2
     assert main(["reproduce", "nope", "--budget", "smoke", "--out", str(tmp_path)]) == 2
+
+
+def test_a_diverged_row_is_recorded_and_the_table_still_written(tmp_path, monkeypatch):
+    import innerloop.train as train_mod
+    from innerloop.errors import DivergenceError
+
+    def diverge(*args, **kwargs):
+        raise DivergenceError("meta-training diverged: the meta-loss rose; lower train.meta_lr")
+
+    monkeypatch.setattr(train_mod, "train", diverge)
+    out = tmp_path / "rep"
+    args = ["reproduce", "alfa-sinusoid", "--budget", "smoke", "--out", str(out), "--only", "5step-alfa-maml-2x40-k5"]
+    assert main(args) == 0
+    assert json.loads((out / "runs" / "5step-alfa-maml-2x40-k5" / "diverged.json").read_text())["id"] == "5step-alfa-maml-2x40-k5"
+    assert "| 2x40 | ALFA+MAML | diverged |" in (out / "results.md").read_text()

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from innerloop.errors import UserError
-from innerloop.reproduce.runner import Row, default_device, finished_results, run_info, run_rows, select_rows
+from innerloop.reproduce.runner import (Row, default_device, diverged_rows, finished_results, run_info, run_rows,
+                                         select_rows)
 
 PAPER = {  # ALFA Table 8, MSE over 100 points, mean (+- 95% CI in comments)
     ("MAML", "2x40"): {5: 1.24, 10: 0.75, 20: 0.49},  # +-0.21 / 0.15 / 0.11
@@ -40,12 +41,22 @@ METHODS = {  # method -> (shipped config, extra overrides)
 #: 70,000 iterations, meta-batch 25, one inner step at its default ``update_lr`` = 1e-3)
 PROTOCOL = {"steps": 1, "lr": 0.001, "iterations": 70000, "meta_batch": 25, "order": "second"}
 #: the spec's inferred protocol (second table). 20k iterations, not 70k: five second-order steps cost
-#: about 5x a one-step iteration (3x80 at ~450 tasks/s on one core), and with five steps at rate 0.01
-#: the meta-loss has flattened by then (see the rows' metrics.jsonl)
+#: about 5x a one-step iteration (3x80 at ~450-750 tasks/s on one core); k = 5 is still improving at 20k
+#: (2x40 MAML: 1.72 after 10k, 1.20 after 20k), the other cells have flattened (see metrics.jsonl)
 FIVE_STEP = {"steps": 5, "lr": 0.01, "iterations": 20000, "meta_batch": 25, "order": "second"}
 
 #: rows whose protocol had to change, with the reason (shown in results.md)
 ROW_OVERRIDES = {
+    "5step-alfa-maml-2x40-k5": (
+        ["train.clip_grad=1.0"],
+        "blew up in its first iterations under the plain protocol (first logged meta-loss 2e16) and never recovered "
+        "(test MSE 3.51, run kept in `diverged/`); rerun with every meta-gradient entry clipped to [-1, 1]",
+    ),
+    "5step-alfa-maml-2x40-k10": (
+        ["train.clip_grad=1.0"],
+        "blew up in its first iterations under the plain protocol (first logged meta-loss 1.9e4; test MSE 0.62, run "
+        "kept in `diverged/`); rerun with every meta-gradient entry clipped to [-1, 1]",
+    ),
     "5step-alfa-maml-3x80-k10": (
         ["train.clip_grad=1.0"],
         "diverged at iteration ~15k under the plain protocol (generated rates blew up; test MSE 3932, run kept in "
@@ -57,6 +68,10 @@ BUDGETS = {
     "smoke": {"iterations": 60, "eval_tasks": 100},
     "paper": {"iterations": None, "eval_tasks": 600},
 }
+
+
+def _row_id(table: str, method: str, net: str, k: int) -> str:
+    return f"{table}-{method.lower().replace('+', '-')}-{net}-k{k}"
 
 
 def rows_for(budget: str, device: str) -> list[Row]:
@@ -76,7 +91,7 @@ def rows_for(budget: str, device: str) -> list[Row]:
                         f"train.checkpoint_every={min(2000, max(iters, 1))}", f"train.log_every={min(500, max(iters, 1))}",
                         f"eval.tasks={b['eval_tasks']}", f"train.device=\"{device}\"", *extra,
                     ]
-                    row_id = f"{table}-{method.lower().replace('+', '-')}-{net}-k{k}"
+                    row_id = _row_id(table, method, net, k)
                     if budget == "paper" and row_id in ROW_OVERRIDES:
                         overrides += ROW_OVERRIDES[row_id][0]
                     rows.append(Row(
@@ -95,6 +110,7 @@ def _fmt(r: dict[str, Any] | None) -> str:
 
 
 def write_markdown(out: Path, results: list[dict[str, Any]], budget: str, info: dict[str, Any]) -> None:
+    diverged = diverged_rows(out)
     by = {(r["table"], r["method"], r["setting"]["network"], r["setting"]["shots"]): r for r in results}
     lines = [
         "# ALFA Table 8 — sinusoid regression (MSE over 100 query points, mean ± 95% CI)",
@@ -136,15 +152,21 @@ def write_markdown(out: Path, results: list[dict[str, Any]], budget: str, info: 
         "",
         "## Five inner steps (the spec's inferred protocol)",
         "",
-        f"Same as above with {FIVE_STEP['steps']} inner steps at rate {FIVE_STEP['lr']} for training and test.",
+        f"Same as above with {FIVE_STEP['steps']} inner steps at rate {FIVE_STEP['lr']} for training and test, "
+        f"{FIVE_STEP['iterations']} meta-iterations (five second-order steps cost about 5x a one-step iteration).",
         "",
         "| network | method | k = 5 | k = 10 | k = 20 |",
         "|---|---|---|---|---|",
     ]
     for net in NETWORKS:
         for method in ("MAML", "ALFA+MAML"):
-            cells = [_fmt(by.get(("5step", method, net, k))) for k in SHOTS]
+            cells = ["diverged" if _row_id("5step", method, net, k) in diverged else _fmt(by.get(("5step", method, net, k)))
+                     for k in SHOTS]
             lines.append(f"| {net} | {method} | " + " | ".join(cells) + " |")
+    if budget == "paper":
+        lines += [""] + [f"* `{rid}`: {why}." for rid, (_, why) in ROW_OVERRIDES.items()]
+        lines += [f"* `{rid}`: diverged again with clipping: {d['error'].split(';')[0]} (`runs/{rid}/diverged.json`)."
+                  for rid, d in diverged.items()]
     lines += ["", "Per-row iterations, wall time and executor are in `results.json`.", ""]
     (out / "results.md").write_text("\n".join(lines))
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from innerloop import config as config_mod
-from innerloop.errors import UserError
+from innerloop.errors import DivergenceError, UserError
 
 
 @dataclass
@@ -44,10 +44,19 @@ def _run_row(row: Row, out: str, threads: int) -> dict[str, Any]:
     result_path = run_dir / "result.json"
     if result_path.is_file():
         return json.loads(result_path.read_text())
+    if (run_dir / DIVERGED).is_file():  # delete it (after changing the row's settings) to try again
+        return None
     cfg = config_mod.load(row.config, row.overrides)
     resume = (run_dir / "checkpoint.pt").is_file()
     t0 = time.perf_counter()
-    summary = train(cfg, run_dir, resume=resume, progress=False)
+    try:
+        summary = train(cfg, run_dir, resume=resume, progress=False)
+    except DivergenceError as e:  # one row's blow-up is reported, not fatal to the table
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / DIVERGED).write_text(json.dumps({"id": row.id, "method": row.method, "setting": row.setting,
+                                                    "error": str(e)}, indent=1))
+        print(f"[row diverged] {row.id}: {e}", file=sys.stderr, flush=True)
+        return None
     res = evaluate_run(run_dir, record=row.record)
     result = {
         "method": row.method, "setting": row.setting, "metric": res["metric"], "mean": res["mean"],
@@ -77,7 +86,10 @@ def hardware(device: str) -> dict[str, Any]:
     return info
 
 
-def run_rows(rows: list[Row], out: str, jobs: int = 1) -> list[dict[str, Any]]:
+DIVERGED = "diverged.json"
+
+
+def run_rows(rows: list[Row], out: str, jobs: int = 1) -> list[dict[str, Any] | None]:
     """Run (or resume, or skip when finished) every row; ``jobs`` rows at a time in processes.
 
     Each process uses ``cores / jobs`` threads (``INNERLOOP_THREADS`` overrides: oversubscribed
@@ -106,6 +118,11 @@ def select_rows(rows: list[Row], only: str | None, example: str) -> list[Row]:
 
 def default_device(device: str | None) -> str:
     return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def diverged_rows(out: str | Path) -> dict[str, dict[str, Any]]:
+    """Rows whose training diverged (``OUT/runs/<id>/diverged.json``): shown as such in the tables."""
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(Path(out, "runs").glob(f"*/{DIVERGED}"))}
 
 
 def finished_results(out: str | Path) -> dict[str, dict[str, Any]]:
