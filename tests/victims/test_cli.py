@@ -47,9 +47,11 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
-def test_bad_arguments_exit_2_standalone(capsys):
+def test_bad_arguments_exit_2(capsys):
+    from innerloop.cli import main as innerloop_main
+
     with pytest.raises(SystemExit) as exit_:
-        cli._standalone(["victim", "train", "--dataset", "svhn"])
+        innerloop_main(["victim", "train", "--dataset", "svhn"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("innerloop: error: ") and err.count("\n") == 1

@@ -2,8 +2,7 @@
 
 Wire into the main parser with ``register(subparsers)``; the parsed arguments go to ``main(args)``
 (also set as ``args.func``), which returns the exit code: 0, or 2 after printing a one-line
-``innerloop: error: ...`` for a mistake the user can fix. ``python -m innerloop.data.cli ...``
-runs the same commands standalone.
+``innerloop: error: ...`` for a mistake the user can fix.
 """
 
 from __future__ import annotations
@@ -124,19 +123,3 @@ def main(args: argparse.Namespace) -> int:
         sys.stderr.write("innerloop: interrupted; nothing partial was kept\n")
         return 130
     return 0
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2
-        sys.stderr.write(f"innerloop: error: {message} (see '{self.prog} --help')\n")
-        sys.exit(2)
-
-
-def _standalone(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="innerloop")
-    register(parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
-    return main(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(_standalone())

@@ -3,7 +3,6 @@
 Wire into the main parser with ``register(subparsers)``; the parsed arguments go to ``main(args)``
 (also set as ``args.func``), which prints one JSON line with the test accuracy and returns 0, or
 prints one line ``innerloop: error: ...`` and returns 2 for a mistake the user can fix.
-``python -m innerloop.victims.cli ...`` runs the same command standalone.
 """
 
 from __future__ import annotations
@@ -64,19 +63,3 @@ def main(args: argparse.Namespace) -> int:
         sys.stderr.write("innerloop: interrupted; no victim.pt was written\n")
         return 130
     return 0
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2
-        sys.stderr.write(f"innerloop: error: {message} (see '{self.prog} --help')\n")
-        sys.exit(2)
-
-
-def _standalone(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="innerloop")
-    register(parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
-    return main(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(_standalone())
