@@ -25,3 +25,13 @@ def directional_checks(params: list[torch.Tensor], loss: Callable[[], torch.Tens
                 p.add_(eps * d)
         out.append((float(sum((g * d).sum() for g, d in zip(grads, v))), (up - down) / (2 * eps)))
     return out
+
+
+def tanh_mlp(theta: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The tests' ``MLP(1, [h, h], 1, "tanh")`` written out by hand (``net.0``, ``net.2``, ``net.4``)."""
+    h = x
+    for li, lin in enumerate([0, 2, 4]):
+        h = h @ theta[f"net.{lin}.weight"].T + theta[f"net.{lin}.bias"]
+        if li < 2:
+            h = torch.tanh(h)
+    return h

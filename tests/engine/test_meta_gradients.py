@@ -8,7 +8,7 @@ from innerloop.engine import Learner, MetaLearner
 from innerloop.inits import FixedInit, LearnedInit
 from innerloop.oracles import AutogradOracle
 from innerloop.rules import ALFA, SGD, PerStepLayerLR
-from tests.gradcheck import directional_checks
+from tests.gradcheck import directional_checks, tanh_mlp
 
 
 def make_rule(kind, model, learner, steps, detach=True):
@@ -61,15 +61,8 @@ def hand_unroll(kind, meta, batch, order):
     for i in range(batch[0].shape[0]):
         xs, ys, xq, yq = (t[i] for t in batch)
         theta = {n: t if t.requires_grad else t.detach().requires_grad_() for n, t in meta.init().items()}
-        def f(th, x):
-            h = x
-            for li, lin in enumerate([0, 2, 4]):
-                h = h @ th[f"net.{lin}.weight"].T + th[f"net.{lin}.bias"]
-                if li < 2:
-                    h = torch.tanh(h)
-            return h
         for j in range(meta.steps):
-            loss = F.mse_loss(f(theta, xs), ys)
+            loss = F.mse_loss(tanh_mlp(theta, xs), ys)
             g = torch.autograd.grad(loss, [theta[n] for n in names], create_graph=(order == "second"))
             g = dict(zip(names, g))
             new = {}
@@ -88,7 +81,7 @@ def hand_unroll(kind, meta, batch, order):
                         dec = dec * rule.beta_pp[n.replace(".", "__")]
                     new[n] = (1 - dec) * theta[n] - lr * g[n]
             theta = new
-        total = total + F.mse_loss(f(theta, xq), yq)
+        total = total + F.mse_loss(tanh_mlp(theta, xq), yq)
     total = total / batch[0].shape[0]
     params = list(meta.parameters())
     gs = torch.autograd.grad(total, params, allow_unused=True)

@@ -9,7 +9,7 @@ from innerloop.errors import ConfigError
 from innerloop.inits import Attenuator, LearnedInit
 from innerloop.oracles import AutogradOracle
 from innerloop.rules import SGD
-from tests.gradcheck import directional_checks
+from tests.gradcheck import directional_checks, tanh_mlp
 
 
 def make_meta(model, steps, detach, order="second", executor="loop"):
@@ -31,27 +31,19 @@ def hand_unroll(meta, batch, order, detach):
     names = meta.learner.inner
     att = meta.attenuator.net
 
-    def f(th, x):
-        h = x
-        for li, lin in enumerate([0, 2, 4]):
-            h = h @ th[f"net.{lin}.weight"].T + th[f"net.{lin}.bias"]
-            if li < 2:
-                h = torch.tanh(h)
-        return h
-
     total = 0.0
     for i in range(batch[0].shape[0]):
         xs, ys, xq, yq = (t[i] for t in batch)
         theta = dict(meta.init())
-        g0 = torch.autograd.grad(F.mse_loss(f(theta, xs), ys), [theta[n] for n in names],
+        g0 = torch.autograd.grad(F.mse_loss(tanh_mlp(theta, xs), ys), [theta[n] for n in names],
                                  create_graph=(order == "second" and not detach))
         e = torch.stack([g.mean() for g in g0])
         gamma = torch.sigmoid(att[2](torch.relu(att[0](e.detach() if detach else e))))
         theta = {n: theta[n] * gamma[l] for l, n in enumerate(names)}
         for _ in range(meta.steps):
-            g = torch.autograd.grad(F.mse_loss(f(theta, xs), ys), [theta[n] for n in names], create_graph=(order == "second"))
+            g = torch.autograd.grad(F.mse_loss(tanh_mlp(theta, xs), ys), [theta[n] for n in names], create_graph=(order == "second"))
             theta = {n: theta[n] - meta.rule.lr * gn for n, gn in zip(names, g)}
-        total = total + F.mse_loss(f(theta, xq), yq)
+        total = total + F.mse_loss(tanh_mlp(theta, xq), yq)
     total = total / batch[0].shape[0]
     params = list(meta.parameters())
     gs = torch.autograd.grad(total, params, allow_unused=True)

@@ -9,13 +9,11 @@ second table.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 from innerloop.errors import UserError
-from innerloop.reproduce.runner import (Row, default_device, diverged_rows, finished_results, run_info, run_rows,
-                                         select_rows)
+from innerloop.reproduce.runner import Row, default_device, diverged_rows, train_table
 
 PAPER = {  # ALFA Table 8, MSE over 100 points, mean (+- 95% CI in comments)
     ("MAML", "2x40"): {5: 1.24, 10: 0.75, 20: 0.49},  # +-0.21 / 0.15 / 0.11
@@ -175,12 +173,7 @@ def reproduce(budget: str, out: str, jobs: int = 1, device: str | None = None, o
     if budget not in BUDGETS:
         raise UserError(f"unknown budget {budget!r}; use one of {', '.join(BUDGETS)}")
     device = default_device(device)
-    rows = select_rows(rows_for(budget, device), only, "main-maml-2x40-k5")
-    t0 = time.perf_counter()
-    run_rows(rows, out, jobs)
-    done = finished_results(out)
-    all_rows = [done[k] for k in sorted(done)]
-    info = run_info(device, all_rows, t0)
+    all_rows, info = train_table(rows_for(budget, device), out, jobs, only, "main-maml-2x40-k5", device)
     report = {"name": "alfa-sinusoid", "budget": budget, "protocol": {"main": PROTOCOL, "5step": FIVE_STEP},
               **info, "rows": all_rows}
     out_path = Path(out)

@@ -9,14 +9,12 @@ source and of their mixture: accuracy on D_val (15 test images per class) after 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 from innerloop.errors import UserError
+from innerloop.reproduce.runner import Row, default_device, train_table
 from innerloop.evaluate import pooled
-from innerloop.reproduce.runner import Row, default_device, finished_results, run_info, run_rows, select_rows
-
 TRAIN = {"CIFAR-10 (CNN)": ["cifar10"], "MNIST+CIFAR-10": ["mnist", "cifar10"]}
 TEST = {"MNIST (MLP)": ["mnist"], "CIFAR-10 (CNN)": ["cifar10"], "mixed": ["mnist", "cifar10"]}
 METHODS = {"MAML": "lft/classification-maml", "L2O": "lft/classification-l2o", "LFT": "lft/classification"}
@@ -161,12 +159,7 @@ def reproduce(budget: str, out: str, jobs: int = 1, device: str | None = None, o
     if budget not in BUDGETS:
         raise UserError(f"unknown budget {budget!r} for lft-classification; use one of {', '.join(BUDGETS)}")
     device = default_device(device)
-    rows = select_rows(rows_for(budget, device), only, "mnist-cifar-lft")
-    t0 = time.perf_counter()
-    run_rows(rows, out, jobs)
-    done = finished_results(out)
-    trained = [done[k] for k in sorted(done)]
-    info = run_info(device, trained, t0)
+    trained, info = train_table(rows_for(budget, device), out, jobs, only, "mnist-cifar-lft", device)
     table = expand(trained)
     report = {"name": "lft-classification", "budget": budget, **info, "rows": table}
     out_path = Path(out)

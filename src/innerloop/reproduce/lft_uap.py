@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 from innerloop.errors import UserError
 from innerloop.evaluate import pooled
-from innerloop.reproduce.runner import Row, default_device, finished_results, run_info, run_rows, select_rows
-
+from innerloop.reproduce.runner import Row, default_device, train_table
 TRAIN = {"MNIST": ["mnist"], "MNIST+CIFAR-10": ["mnist", "cifar10"]}
 TEST = {"MNIST": ["mnist"], "CIFAR-10": ["cifar10"], "MNIST+CIFAR-10": ["mnist", "cifar10"]}
 METHODS = {"MAML": "lft/uap-maml", "L2O": "lft/uap-l2o", "LFT": "lft/uap"}
@@ -197,12 +195,7 @@ def reproduce(budget: str, out: str, jobs: int = 1, device: str | None = None, o
                             "or set INNERLOOP_VICTIMS to the folder holding mnist/ and cifar10/")
         victims[name] = load_victim(path)[1]
     device = default_device(device)
-    rows = select_rows(rows_for(budget, device), only, "mnist-lft-fo")
-    t0 = time.perf_counter()
-    run_rows(rows, out, jobs)
-    done = finished_results(out)
-    trained = [done[k] for k in sorted(done)]
-    info = run_info(device, trained, t0)
+    trained, info = train_table(rows_for(budget, device), out, jobs, only, "mnist-lft-fo", device)
     table = expand(trained, THRESHOLD)
     report = {"name": "lft-uap", "budget": budget, **info, "threshold": THRESHOLD,
               "victims": {k: {"test_accuracy": v["test_accuracy"]} for k, v in victims.items()}, "rows": table}

@@ -9,13 +9,11 @@ the paper protocol are listed in ``results.md`` (and in the README).
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 from innerloop.errors import UserError
-from innerloop.reproduce.runner import Row, default_device, finished_results, run_info, run_rows, select_rows
-
+from innerloop.reproduce.runner import Row, default_device, train_table
 PAPER = {("MAML", "5w1s"): 98.7, ("MAML", "5w5s"): 99.9, ("MAML", "20w1s"): 95.8}  # MAML Table 1 (Omniglot)
 PAPER_CI = {("MAML", "5w1s"): 0.4, ("MAML", "5w5s"): 0.1, ("MAML", "20w1s"): 0.3}
 SETTINGS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1)}
@@ -124,12 +122,7 @@ def reproduce(budget: str, out: str, jobs: int = 1, device: str | None = None, o
     if budget not in PROTOCOLS:
         raise UserError(f"unknown budget {budget!r} for omniglot; use one of {', '.join(PROTOCOLS)}")
     device = default_device(device)
-    rows = select_rows(rows_for(budget, device), only, "5w1s-maml")
-    t0 = time.perf_counter()
-    run_rows(rows, out, jobs)
-    done = finished_results(out)
-    all_rows = [done[k] for k in sorted(done)]
-    info = run_info(device, all_rows, t0)
+    all_rows, info = train_table(rows_for(budget, device), out, jobs, only, "5w1s-maml", device)
     report = {"name": "omniglot", "budget": budget, "protocol": PROTOCOLS[budget], **info, "rows": all_rows}
     out_path = Path(out)
     (out_path / "results.json").write_text(json.dumps(report, indent=1))

@@ -133,3 +133,14 @@ def finished_results(out: str | Path) -> dict[str, dict[str, Any]]:
 def run_info(device: str, results: list[dict[str, Any]], t0: float) -> dict[str, Any]:
     return {"hardware": hardware(device), "train_wall_s": sum(r.get("train_wall_s", 0) for r in results),
             "session_wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def train_table(rows: list[Row], out: str, jobs: int, only: str | None, example: str,
+                device: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Train (or resume, or skip) the rows chosen by ``only``; return every finished row's result in
+    ``OUT/runs`` (also those of earlier invocations), sorted by row id, and the run info."""
+    t0 = time.perf_counter()
+    run_rows(select_rows(rows, only, example), out, jobs)
+    done = finished_results(out)
+    results = [done[k] for k in sorted(done)]
+    return results, run_info(device, results, t0)
