@@ -128,7 +128,7 @@ def build_source_learner(cfg: Config, source: str, tasks: EpisodeTasks) -> tuple
         lam, d = t.uap_lambda, c * h * h
         learner = Learner(model, "cw", penalty=lambda p: lam * p["delta"].pow(2).sum(),
                           extra_metrics={"l2": lambda p: p["delta"].norm(),
-                                         "rms": lambda p: p["delta"].norm() / d ** 0.5})
+                                         "rms": lambda p: p["delta"].norm() / d ** 0.5}, kappa=t.uap_kappa)
         return model, learner
     if source == "mnist":
         model = MLP(c * h * h, m.hidden, t.ways, m.activation)

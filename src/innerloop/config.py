@@ -47,6 +47,7 @@ class TaskConfig:
     eval_sources: list[str] = field(default_factory=list)  # [] = the training sources
     victims: str = ""  # uap: folder holding <source>/victim.pt; "" = $INNERLOOP_VICTIMS, else ./victims
     uap_lambda: float = 0.05  # uap: weight of ||delta||_2^2 in the task loss (spec 12: 0.01-0.1, inferred)
+    uap_kappa: float = 0.0  # uap: C&W confidence margin: the loss reaches 0 only kappa nats past the boundary
     amplitude: list[float] = field(default_factory=lambda: [0.1, 5.0])
     frequency: list[float] = field(default_factory=lambda: [0.8, 1.2])
     phase: list[float] = field(default_factory=lambda: [0.0, math.pi])
@@ -260,6 +261,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("task.shots, task.query and task.eval_query must all be >= 1")
     if cfg.inner.steps < 1:
         raise ConfigError(f"inner.steps = {cfg.inner.steps}: {cfg.rule.kind} needs at least 1 inner step")
+    if t.uap_lambda < 0 or t.uap_kappa < 0:
+        raise ConfigError(f"task.uap_lambda and task.uap_kappa must be >= 0, got {t.uap_lambda} and {t.uap_kappa}")
     if cfg.eval.steps is not None and cfg.eval.steps < 0:
         raise ConfigError("eval.steps must be >= 0 (or omitted to use inner.steps)")
     if tr.iterations < 0 or tr.meta_batch < 1 or tr.log_every < 1 or tr.checkpoint_every < 1:

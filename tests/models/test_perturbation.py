@@ -75,6 +75,12 @@ def test_cw_margin_is_zero_exactly_when_the_attack_succeeds():
     torch.testing.assert_close(cw_margin(logits, y), expect)
     learner = Learner(nn.Identity(), "cw")
     assert learner.metric_name == "asr"
+    # with a confidence margin kappa the loss keeps pushing until the wrong class leads by kappa nats
+    margin = logp[1, 0] - logp[1, 1]  # -1: already a success
+    expect = torch.stack([logp[0, 0] - logp[0, 1], margin]).mean()
+    torch.testing.assert_close(Learner(nn.Identity(), "cw", kappa=2.0).loss({}, logits, y), expect)
+    expect = torch.stack([logp[0, 0] - logp[0, 1], torch.tensor(-0.5)]).mean()
+    torch.testing.assert_close(Learner(nn.Identity(), "cw", kappa=0.5).loss({}, logits, y), expect)
 
 
 def test_zeroth_order_fine_tuning_never_calls_backward_on_the_victim():

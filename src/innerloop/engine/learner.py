@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import torch
@@ -51,10 +52,10 @@ class Learner:
 
     def __init__(self, model: nn.Module, loss: str = "mse", adapt_norm: bool = False,
                  penalty: Callable[[Params], Tensor] | None = None,
-                 extra_metrics: dict[str, Callable[[Params], Tensor]] | None = None):
+                 extra_metrics: dict[str, Callable[[Params], Tensor]] | None = None, kappa: float = 0.0):
         """``penalty(params)`` is added to the loss (e.g. a UAP's lambda * ||delta||^2);
         ``extra_metrics`` are functions of the adapted parameters reported at evaluation
-        (e.g. the perturbation's norm)."""
+        (e.g. the perturbation's norm); ``kappa`` is the C&W loss's confidence margin."""
         if loss not in LOSSES:
             raise ConfigError(f"unknown loss {loss!r}; use one of {sorted(LOSSES)}")
         for name, m in model.named_modules():
@@ -65,7 +66,7 @@ class Learner:
                 )
         self.model = model
         self.loss_name = loss
-        self._loss = LOSSES[loss]
+        self._loss = partial(cw_margin, kappa=kappa) if loss == "cw" else LOSSES[loss]
         self.inner, self.outer = split_inner_outer(model, adapt_norm)
         self.penalty = penalty
         self.extra_metrics = dict(extra_metrics or {})
