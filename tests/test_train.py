@@ -100,6 +100,15 @@ def test_exploding_finite_meta_loss_stops_before_the_checkpoint_is_overwritten(t
     train(c_off, tmp_path / "off", progress=False)  # the check can be switched off
 
 
+def test_divergence_is_measured_from_the_best_losss_magnitude():
+    """C&W meta-losses are negative: -4 -> -2 is noise (the old ratio test fired on any negative best)."""
+    from innerloop.train import diverged
+
+    assert not diverged(-2.02, -3.999, 1e4) and not diverged(-5.9, -10.35, 1e4)
+    assert diverged(5e4, -4.0, 1e4) and diverged(300.0, 0.02, 1e4) and not diverged(150.0, 0.02, 1e4)
+    assert not diverged(1e30, 0.02, 0)
+
+
 def test_evaluation_is_fixed_and_paired(tmp_path):
     train(cfg(), tmp_path / "a", progress=False)
     r1 = evaluate_run(tmp_path / "a")

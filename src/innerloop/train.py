@@ -30,6 +30,14 @@ def _finite(*tensors: torch.Tensor) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
+def diverged(window: float, best: float, factor: float) -> bool:
+    """A logged meta-loss ``window`` has blown up: window - best > factor * |best| (factor 0: never).
+
+    Measured from the best logged value's magnitude, so negative meta-losses (C&W margins) that drift
+    from -4 to -2 are not called divergence, while 0.02 -> 300 (factor 1e4) is."""
+    return factor > 0 and window - best > factor * max(abs(best), 1e-8)
+
+
 def _read_config(run_dir: Path) -> Config:
     from innerloop.config import tomllib
 
@@ -143,7 +151,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
                 window = window_loss / window_n
                 window_loss, window_n, t_window = 0.0, 0, time.perf_counter()
                 factor = cfg.train.divergence_factor
-                if factor > 0 and window > factor * best:
+                if diverged(window, best, factor):
                     # raised before this iteration's checkpoint: the saved one predates the blow-up
                     kept = (f"the checkpoint of iteration {ckpt.load(ck_path)['iteration']} is kept"
                             if ck_path.exists() else "no checkpoint was written yet")
