@@ -102,6 +102,7 @@ class OracleConfig:
     q: int = 20  # zo: random directions per estimate
     mu: float = 0.005  # zo: smoothing
     directions: str = "gaussian"  # zo: gaussian | sphere
+    detach: bool = False  # zo: the estimate is a constant in the meta-gradient (no graph through the q + 1 queries)
 
 
 @dataclass

@@ -56,10 +56,11 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     if resume and (out / "config.toml").is_file():
         saved = _read_config(out)
         saved.train.iterations = cfg.train.iterations  # a resumed run may be extended (or shortened)
+        saved.eval = cfg.eval  # evaluation settings never touch training: a finished run may be re-scored
         if to_toml(saved) != to_toml(cfg):
             raise UserError(
-                f"the config differs from the one {out} was started with (only train.iterations may change on "
-                "--resume): resume without changes, or use a new --out"
+                f"the config differs from the one {out} was started with (only train.iterations and the eval "
+                "section may change on --resume): resume without changes, or use a new --out"
             )
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.toml").write_text(to_toml(cfg))

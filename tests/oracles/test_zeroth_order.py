@@ -72,3 +72,14 @@ def test_differentiable_during_meta_training():
     _, g, _ = ZerothOrderOracle(q=5)(f, {"w": w})
     (gw,) = torch.autograd.grad(g["w"].sum(), w)
     assert torch.isfinite(gw).all() and gw.abs().sum() > 0
+
+
+def test_detached_estimate_is_the_same_value_without_a_graph():
+    f, theta, _ = quadratic()
+    w = theta["w"].clone().requires_grad_()
+    torch.manual_seed(0)
+    loss, g, q = ZerothOrderOracle(q=5)(f, {"w": w})
+    torch.manual_seed(0)
+    loss_d, g_d, q_d = ZerothOrderOracle(q=5, detach=True)(f, {"w": w})
+    assert q == q_d == 6 and torch.equal(loss.detach(), loss_d) and torch.equal(g["w"].detach(), g_d["w"])
+    assert g_d["w"].grad_fn is None and not g_d["w"].requires_grad and loss_d.grad_fn is None

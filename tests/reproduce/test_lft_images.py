@@ -18,6 +18,15 @@ def test_classification_rows_cover_table_2():
     rows = lft_classification.rows_for("cpu", "cpu")
     assert {r.id for r in rows} == {"cifar-maml", "cifar-l2o", "cifar-lft", "mnist-cifar-l2o", "mnist-cifar-lft"}
     assert all(r.evals[t]["record"] == lft_classification.STEPS for r in rows for t in r.evals)
+    for r in rows:  # the fine-tuners train on the 100 steps they are tested for, in 20-step segments
+        lstm = r.method != "MAML"
+        assert ("inner.steps=100" in r.overrides and "train.truncation=20" in r.overrides) == lstm, r.id
+
+
+def test_zeroth_order_uap_rows_detach_the_estimate():
+    for r in lft_uap.rows_for("cpu", "cpu"):
+        assert ("oracle.detach=true" in r.overrides) == (r.setting["oracle"] == "zo"), r.id
+        assert ("inner.steps=100" in r.overrides) == (r.method != "MAML"), r.id
 
 
 def test_mixture_column_pools_the_two_sources_tasks():

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from innerloop.cli import main
-from innerloop.reproduce.omniglot import METHODS, PAPER, PROTOCOLS, SETTINGS, rows_for
+from innerloop.reproduce.omniglot import LONGER_TEST_STEPS, METHODS, PAPER, PROTOCOLS, SETTINGS, rows_for
 
 SHARED = Path(os.environ.get("INNERLOOP_SHARED_DATA", "/work/shared/data"))
 
@@ -22,6 +22,17 @@ def test_rows_cover_the_table_for_every_budget():
     assert sum(r.paper is not None for r in rows_for("cpu", "cpu")) == 3  # MAML 98.7 / 99.9 / 95.8
 
 
+def test_alfa_rows_test_with_their_trained_steps():
+    # the paper budget tests MAML with 10 steps (the authors' code) but ALFA with the steps it trained
+    for r in rows_for("paper", "cpu"):
+        trained = r.setting["steps"]
+        assert r.setting["eval_steps"] == (trained if r.method.startswith("ALFA") else 10), r.id
+        assert f"eval.steps={r.setting['eval_steps']}" in r.overrides
+        assert r.evals == {"longer": {"steps": LONGER_TEST_STEPS}} or r.setting["eval_steps"] == LONGER_TEST_STEPS
+    # the cpu budget tests every method with the one trained step
+    assert {r.setting["eval_steps"] for r in rows_for("cpu", "cpu")} == {1}
+
+
 @pytest.mark.skipif(not (SHARED / "omniglot" / "images_background.zip").is_file(), reason="shared Omniglot data not present")
 def test_smoke_row_on_real_omniglot(tmp_path, monkeypatch):
     monkeypatch.setenv("INNERLOOP_CACHE", str(tmp_path / "cache"))
@@ -33,7 +44,9 @@ def test_smoke_row_on_real_omniglot(tmp_path, monkeypatch):
     assert row["method"] == "MAML+L2F" and row["metric"] == "accuracy" and row["tasks"] == 40
     assert row["setting"] == {"ways": 5, "shots": 1, "steps": 1, "eval_steps": 1, "filters": 8}
     assert 0.0 <= row["mean"] <= 100.0
-    assert "| MAML+L2F |" in (out / "results.md").read_text()
+    assert row["evals"]["longer"]["steps"] == LONGER_TEST_STEPS and 0.0 <= row["evals"]["longer"]["mean"] <= 100.0
+    md = (out / "results.md").read_text()
+    assert md.count("| MAML+L2F |") == 2 and f"After {LONGER_TEST_STEPS} test steps" in md
 
 
 def test_missing_data_is_a_one_line_error(tmp_path, monkeypatch, capsys):

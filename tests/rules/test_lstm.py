@@ -10,7 +10,7 @@ from innerloop.errors import ConfigError
 from innerloop.inits import LearnedInit, RandomInit
 from innerloop.models import MLP
 from innerloop.objectives import TrajectoryLoss
-from innerloop.oracles import AutogradOracle
+from innerloop.oracles import AutogradOracle, ZerothOrderOracle
 from innerloop.rules import CoordinateLSTM
 from innerloop.rules.lstm import log_and_sign
 from tests.gradcheck import directional_checks
@@ -35,12 +35,12 @@ def lstm(**kw):
     return r
 
 
-def mlp_meta(order, objective="lft", executor="loop", preprocess="log_sign"):
+def mlp_meta(order, objective="lft", executor="loop", preprocess="log_sign", oracle=None):
     torch.manual_seed(0)
     model = MLP(1, [6], 1, activation="tanh").double()
     obj = TrajectoryLoss("uniform", "query" if objective == "lft" else "union")
     return MetaLearner(Learner(model, "mse"), RandomInit(model).double(), lstm(preprocess=preprocess),
-                       AutogradOracle(order), obj, steps=3, executor=executor)
+                       oracle or AutogradOracle(order), obj, steps=3, executor=executor)
 
 
 def loss_at(meta, batch):
@@ -103,6 +103,64 @@ def test_detached_inputs_match_a_hand_written_unroll(sine_batch):
     ref = torch.autograd.grad(total / 3, list(meta.parameters()))
     for a, b in zip(ours, ref):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("objective", ["lft", "l2o"])
+def test_zeroth_order_meta_gradient_matches_finite_differences(sine_batch, objective):
+    """The ZO estimate kept in the meta-graph (LFT Statement 1): exact derivative of the seeded meta-loss."""
+    meta = mlp_meta("first", objective, preprocess="none", oracle=ZerothOrderOracle(q=4, mu=1e-3))
+    g = grads(meta, sine_batch)
+    for an, fd in directional_checks(list(meta.parameters()), lambda: loss_at(meta, sine_batch), g, directions=2, seed=3):
+        assert an == pytest.approx(fd, rel=1e-5, abs=1e-8)
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_zeroth_order_meta_gradient_matches_a_hand_written_unroll(sine_batch, detach):
+    """Same seeded directions, the estimate written out: (1/q) sum_i (f(theta + mu u_i) - f(theta)) / mu u_i."""
+    q, mu = 4, 1e-3
+    meta = mlp_meta("first", "lft", oracle=ZerothOrderOracle(q=q, mu=mu, detach=detach))
+    ours = grads(meta, sine_batch)
+    rule, names = meta.rule, None
+    torch.manual_seed(11)
+    per_task = meta.inits["default"].sample(3)
+    total = 0
+    for i in range(3):
+        xs, ys, xq, yq = (t[i] for t in sine_batch)
+        theta = {k: v[i].clone().requires_grad_() for k, v in per_task.items()}
+        names = list(theta)
+        state = rule.init_state(theta)
+        for j in range(3):
+            flat = torch.cat([theta[k].reshape(-1) for k in names])
+            u = torch.randn(q, flat.numel(), dtype=flat.dtype)
+
+            def f(vec):
+                parts, o = {}, 0
+                for k in names:
+                    parts[k] = vec[o:o + theta[k].numel()].view_as(theta[k])
+                    o += theta[k].numel()
+                return F.mse_loss(meta.learner.forward(parts, xs), ys)
+
+            f0 = f(flat)
+            est = sum((f(flat + mu * u[r]) - f0) / mu * u[r] for r in range(q)) / q
+            if detach:
+                est = est.detach()
+            g, o = {}, 0
+            for k in names:
+                g[k] = est[o:o + theta[k].numel()].view_as(theta[k])
+                o += theta[k].numel()
+            theta, state, _ = rule(theta, g, state, j)
+            total = total + F.mse_loss(meta.learner.forward(theta, xq), yq)
+    ref = torch.autograd.grad(total / 3, list(meta.parameters()))
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
+
+
+def test_detaching_the_zeroth_order_estimate_changes_the_meta_gradient(sine_batch):
+    """Guards against a silently detached (or silently kept) estimate."""
+    kept = torch.cat([g.flatten() for g in grads(mlp_meta("first", oracle=ZerothOrderOracle(q=4, mu=1e-3)), sine_batch)])
+    cut = torch.cat([g.flatten() for g in grads(mlp_meta("first", oracle=ZerothOrderOracle(q=4, mu=1e-3, detach=True)),
+                                                sine_batch)])
+    assert float((kept - cut).norm() / kept.norm()) > 1e-3
 
 
 def test_vmap_and_loop_agree(sine_batch):

@@ -106,3 +106,56 @@ def test_uap_tasks_use_only_correctly_classified_images_and_the_victims_labels(t
     assert {k: meta.learners[k].num_inner for k in meta.learners} == {"mnist": 784, "cifar10": 3072}
     meta.meta_backward(batch)  # one zeroth-order fine-tuner step over both perturbation sizes
     assert all(p.grad is not None for p in meta.rule.parameters())
+
+
+class _ForwardOnly(torch.autograd.Function):
+    """Identity whose backward fails: placed on the victim's output, any backward through it is caught."""
+
+    generate_vmap_rule = True  # the q perturbed queries are one vmapped call
+
+    @staticmethod
+    def forward(x):
+        return x.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, g):
+        raise AssertionError("backward through the black-box victim")
+
+
+class _BlackBox(torch.nn.Module):
+    def __init__(self, victim, calls):
+        super().__init__()
+        self.victim, self.calls = victim, calls
+
+    def forward(self, x):
+        self.calls.append(torch.is_grad_enabled() or x.requires_grad)
+        return _ForwardOnly.apply(self.victim(x))
+
+
+@needs_data
+@pytest.mark.skipif(not (VICTIMS / "mnist" / "victim.pt").is_file(), reason="committed victims not present")
+@pytest.mark.parametrize("detach", [False, True])
+def test_zeroth_order_evaluation_only_queries_the_victim(tmp_path, monkeypatch, detach):
+    """At test time a ZO fine-tuner sees the victim as a black box: forward calls without autograd, no backward."""
+    from innerloop.evaluate import evaluate_meta
+
+    monkeypatch.setenv("INNERLOOP_DATA", str(SHARED))
+    monkeypatch.setenv("INNERLOOP_VICTIMS", str(VICTIMS))
+    monkeypatch.setenv("INNERLOOP_CACHE", str(tmp_path / "cache"))
+    cfg = config.load("lft/uap", ['task.sources=["mnist", "cifar10"]', "inner.steps=2", "train.truncation=2",
+                                  'oracle.kind="zo"', "oracle.q=3", f"oracle.detach={str(detach).lower()}",
+                                  "eval.tasks=3", "eval.steps=4"])
+    tasks, meta = build(cfg)
+    calls = []
+    for learner in meta.learners.values():
+        learner.model.victim = _BlackBox(learner.model.victim, calls)
+    res = evaluate_meta(cfg, meta, tasks, sources=["mnist", "cifar10"])
+    assert res["tasks"] == 6 and 0.0 <= res["mean"] <= 100.0
+    assert calls and not any(calls)  # every query ran without autograd
+    # the wrapper does catch a backward: meta-training backpropagates the validation loss through the victim
+    with pytest.raises(AssertionError, match="black-box victim"):
+        meta.meta_backward(tasks.train_batch(2, 0, 0))

@@ -7,8 +7,12 @@ the unbiased scaling for sphere directions). The q perturbed losses are one batc
 (``torch.func.vmap`` over the directions), not q Python iterations. ``q + 1`` loss queries per call.
 
 During meta-training the estimate stays a differentiable function of theta (through the loss
-values), so the meta-gradient needs only first-order derivatives of the loss; at test time no
-autograd graph of the loss is built at all.
+values), so the meta-gradient needs only first-order derivatives of the loss (LFT Statement 1);
+at test time no autograd graph of the loss is built at all. ``detach=True`` treats the estimate as
+a constant in the meta-gradient (the zeroth-order analogue of L2L's detached gradient input,
+``second_derivatives=False``): the q + 1 queries then build no graph during meta-training either,
+so the meta-backward skips them (measured on the LeNet-5 UAP tasks: ``benchmarks/zeroth_order.py``)
+[INFERRED option; off by default].
 """
 
 from __future__ import annotations
@@ -42,16 +46,22 @@ def unflatten(vec: Tensor, like: Params) -> Params:
 class ZerothOrderOracle:
     """Random-direction finite-difference gradient estimator; counts ``q + 1`` queries per call."""
 
-    def __init__(self, q: int = 20, mu: float = 0.005, directions: str = "gaussian"):
+    def __init__(self, q: int = 20, mu: float = 0.005, directions: str = "gaussian", detach: bool = False):
         if q < 1:
             raise ConfigError(f"oracle.q = {q} must be >= 1")
         if not mu > 0:
             raise ConfigError(f"oracle.mu = {mu} must be > 0")
         if directions not in DIRECTIONS:
             raise ConfigError(f"oracle.directions = {directions!r} is not one of {list(DIRECTIONS)}")
-        self.q, self.mu, self.directions = q, mu, directions
+        self.q, self.mu, self.directions, self.detach = q, mu, directions, detach
 
     def __call__(self, loss_fn: Callable[[Params], Tensor], params: Params) -> tuple[Tensor, Params, int]:
+        if self.detach:
+            with torch.no_grad():
+                return self._estimate(loss_fn, {k: p.detach() for k, p in params.items()})
+        return self._estimate(loss_fn, params)
+
+    def _estimate(self, loss_fn: Callable[[Params], Tensor], params: Params) -> tuple[Tensor, Params, int]:
         theta = flatten(params)
         d = theta.numel()
         u = torch.randn(self.q, d, dtype=theta.dtype, device=theta.device)

@@ -102,7 +102,14 @@ def run_rows(rows: list[Row], out: str, jobs: int = 1) -> list[dict[str, Any] | 
         return [_run_row(r, out, threads) for r in rows]
     ctx = mp.get_context("spawn")
     with ctx.Pool(jobs) as pool:
-        return pool.starmap(_run_row, [(r, out, threads) for r in rows])
+        return pool.starmap(_run_row, [(r, out, threads) for r in rows], chunksize=1)  # rows differ in length
+
+
+def truncated_horizon(horizon: int, segment: int = 20) -> list[str]:
+    """Overrides that fine-tune each meta-training task for ``horizon`` steps and backpropagate them in
+    ``segment``-step pieces, one meta-update each (L2L's truncated unroll): a fine-tuner meta-trained only
+    on a ``segment``-step unroll learns nothing about the steps after it, and tested for longer it diverges."""
+    return [f"inner.steps={horizon}", f"train.truncation={min(segment, horizon)}"]
 
 
 def select_rows(rows: list[Row], only: str | None, example: str) -> list[Row]:
