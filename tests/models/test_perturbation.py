@@ -10,35 +10,7 @@ from innerloop.inits import RandomInit
 from innerloop.models import LeNet5, Perturbation
 from innerloop.oracles import AutogradOracle, ZerothOrderOracle
 from innerloop.rules import CoordinateLSTM
-
-
-class _NoBackward(torch.autograd.Function):
-    """Identity whose backward raises (functorch-style, so it also runs under torch.func.grad and vmap)."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x):
-        return x.view_as(x)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        pass
-
-    @staticmethod
-    def backward(ctx, g):
-        raise AssertionError("backward was called through the black-box victim")
-
-
-class ForwardOnly(nn.Module):
-    """A victim that can only be queried: any gradient flowing into it raises."""
-
-    def __init__(self, victim):
-        super().__init__()
-        self.victim = victim
-
-    def forward(self, x):
-        return self.victim(_NoBackward.apply(x))
+from tests.blackbox import ForwardOnly
 
 
 def uap_meta(victim, oracle):

@@ -82,26 +82,31 @@ def test_meta_gradient_matches_finite_differences(sine_batch, objective, preproc
         assert an == pytest.approx(fd, rel=1e-5, abs=1e-8)
 
 
-def test_detached_inputs_match_a_hand_written_unroll(sine_batch):
-    """Without second derivatives (L2L's default) the gradient input is a constant."""
-    meta = mlp_meta("first", "lft")
-    ours = grads(meta, sine_batch)
+def hand_unroll(meta, batch, gradient):
+    """The 3-task, 3-step LFT meta-gradient written out with torch.autograd; ``gradient(theta, xs, ys)`` is the
+    rule's input (the same seeded per-task inits as :func:`grads`)."""
     rule = meta.rule
     torch.manual_seed(11)
     per_task = meta.inits["default"].sample(3)
     total = 0
     for i in range(3):
-        xs, ys, xq, yq = (t[i] for t in sine_batch)
+        xs, ys, xq, yq = (t[i] for t in batch)
         theta = {k: v[i].clone().requires_grad_() for k, v in per_task.items()}
         state = rule.init_state(theta)
         for j in range(3):
-            loss = F.mse_loss(meta.learner.forward(theta, xs), ys)
-            g = torch.autograd.grad(loss, list(theta.values()))
-            g = {k: t.detach() for k, t in zip(theta, g)}
-            theta, state, _ = rule(theta, g, state, j)
+            theta, state, _ = rule(theta, gradient(meta, theta, xs, ys), state, j)
             total = total + F.mse_loss(meta.learner.forward(theta, xq), yq)
-    ref = torch.autograd.grad(total / 3, list(meta.parameters()))
-    for a, b in zip(ours, ref):
+    return torch.autograd.grad(total / 3, list(meta.parameters()))
+
+
+def test_detached_inputs_match_a_hand_written_unroll(sine_batch):
+    """Without second derivatives (L2L's default) the gradient input is a constant."""
+    def detached(meta, theta, xs, ys):
+        g = torch.autograd.grad(F.mse_loss(meta.learner.forward(theta, xs), ys), list(theta.values()))
+        return {k: t.detach() for k, t in zip(theta, g)}
+
+    meta = mlp_meta("first", "lft")
+    for a, b in zip(grads(meta, sine_batch), hand_unroll(meta, sine_batch, detached)):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
@@ -118,40 +123,18 @@ def test_zeroth_order_meta_gradient_matches_finite_differences(sine_batch, objec
 def test_zeroth_order_meta_gradient_matches_a_hand_written_unroll(sine_batch, detach):
     """Same seeded directions, the estimate written out: (1/q) sum_i (f(theta + mu u_i) - f(theta)) / mu u_i."""
     q, mu = 4, 1e-3
+
+    def estimate(meta, theta, xs, ys):
+        names, sizes = list(theta), [t.numel() for t in theta.values()]
+        unflat = lambda vec: {k: v.view_as(theta[k]) for k, v in zip(names, vec.split(sizes))}
+        f = lambda vec: F.mse_loss(meta.learner.forward(unflat(vec), xs), ys)
+        flat = torch.cat([t.reshape(-1) for t in theta.values()])
+        u = torch.randn(q, flat.numel(), dtype=flat.dtype)
+        est = sum((f(flat + mu * u[r]) - f(flat)) / mu * u[r] for r in range(q)) / q
+        return unflat(est.detach() if detach else est)
+
     meta = mlp_meta("first", "lft", oracle=ZerothOrderOracle(q=q, mu=mu, detach=detach))
-    ours = grads(meta, sine_batch)
-    rule, names = meta.rule, None
-    torch.manual_seed(11)
-    per_task = meta.inits["default"].sample(3)
-    total = 0
-    for i in range(3):
-        xs, ys, xq, yq = (t[i] for t in sine_batch)
-        theta = {k: v[i].clone().requires_grad_() for k, v in per_task.items()}
-        names = list(theta)
-        state = rule.init_state(theta)
-        for j in range(3):
-            flat = torch.cat([theta[k].reshape(-1) for k in names])
-            u = torch.randn(q, flat.numel(), dtype=flat.dtype)
-
-            def f(vec):
-                parts, o = {}, 0
-                for k in names:
-                    parts[k] = vec[o:o + theta[k].numel()].view_as(theta[k])
-                    o += theta[k].numel()
-                return F.mse_loss(meta.learner.forward(parts, xs), ys)
-
-            f0 = f(flat)
-            est = sum((f(flat + mu * u[r]) - f0) / mu * u[r] for r in range(q)) / q
-            if detach:
-                est = est.detach()
-            g, o = {}, 0
-            for k in names:
-                g[k] = est[o:o + theta[k].numel()].view_as(theta[k])
-                o += theta[k].numel()
-            theta, state, _ = rule(theta, g, state, j)
-            total = total + F.mse_loss(meta.learner.forward(theta, xq), yq)
-    ref = torch.autograd.grad(total / 3, list(meta.parameters()))
-    for a, b in zip(ours, ref):
+    for a, b in zip(grads(meta, sine_batch), hand_unroll(meta, sine_batch, estimate)):
         torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
 
 

@@ -13,6 +13,7 @@ from innerloop.data.base import ImageDataset
 from innerloop.errors import ConfigError
 from innerloop.tasks import EpisodeTasks, TaskMixture
 from innerloop.train import train
+from tests.blackbox import ForwardOnly
 
 SHARED = Path(os.environ.get("INNERLOOP_SHARED_DATA", "/work/shared/data"))
 needs_data = pytest.mark.skipif(not (SHARED / "mnist").is_dir() or not (SHARED / "cifar10").is_dir(),
@@ -108,34 +109,6 @@ def test_uap_tasks_use_only_correctly_classified_images_and_the_victims_labels(t
     assert all(p.grad is not None for p in meta.rule.parameters())
 
 
-class _ForwardOnly(torch.autograd.Function):
-    """Identity whose backward fails: placed on the victim's output, any backward through it is caught."""
-
-    generate_vmap_rule = True  # the q perturbed queries are one vmapped call
-
-    @staticmethod
-    def forward(x):
-        return x.clone()
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        pass
-
-    @staticmethod
-    def backward(ctx, g):
-        raise AssertionError("backward through the black-box victim")
-
-
-class _BlackBox(torch.nn.Module):
-    def __init__(self, victim, calls):
-        super().__init__()
-        self.victim, self.calls = victim, calls
-
-    def forward(self, x):
-        self.calls.append(torch.is_grad_enabled() or x.requires_grad)
-        return _ForwardOnly.apply(self.victim(x))
-
-
 @needs_data
 @pytest.mark.skipif(not (VICTIMS / "mnist" / "victim.pt").is_file(), reason="committed victims not present")
 @pytest.mark.parametrize("detach", [False, True])
@@ -150,12 +123,13 @@ def test_zeroth_order_evaluation_only_queries_the_victim(tmp_path, monkeypatch, 
                                   'oracle.kind="zo"', "oracle.q=3", f"oracle.detach={str(detach).lower()}",
                                   "eval.tasks=3", "eval.steps=4"])
     tasks, meta = build(cfg)
-    calls = []
+    boxes = []
     for learner in meta.learners.values():
-        learner.model.victim = _BlackBox(learner.model.victim, calls)
+        learner.model.victim = ForwardOnly(learner.model.victim)
+        boxes.append(learner.model.victim)
     res = evaluate_meta(cfg, meta, tasks, sources=["mnist", "cifar10"])
     assert res["tasks"] == 6 and 0.0 <= res["mean"] <= 100.0
-    assert calls and not any(calls)  # every query ran without autograd
+    assert all(b.calls and not any(b.calls) for b in boxes)  # every query of both victims ran without autograd
     # the wrapper does catch a backward: meta-training backpropagates the validation loss through the victim
     with pytest.raises(AssertionError, match="black-box victim"):
         meta.meta_backward(tasks.train_batch(2, 0, 0))
