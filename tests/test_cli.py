@@ -36,6 +36,18 @@ def test_train_then_eval_json(tmp_path, capsys):
     assert res["tasks"] == 7 and res["steps"] == 3 and res["metric"] == "mse"
 
 
+def test_testing_past_the_trained_steps_is_one_line_note(tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("train", "sinusoid/alfa-maml", "--out", str(out), *FAST).returncode == 0
+    quiet = run_cli("eval", str(out), "--tasks", "3", "--json")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    proc = run_cli("eval", str(out), "--tasks", "3", "--steps", "4", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["steps"] == 4
+    assert proc.stderr.strip().splitlines() == [
+        "innerloop: the rule's per-step meta-parameters exist for 1 step(s); test steps beyond them reuse step 1's "
+        "(evaluate with --steps 1 to test as trained)"]
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [

@@ -75,11 +75,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_notes() -> None:
+    """innerloop's own warnings (``"innerloop: ..."``) print as one plain line on stderr; others unchanged."""
+    import warnings
+
+    plain = warnings.formatwarning
+    if getattr(plain, "_innerloop", False):
+        return
+
+    def fmt(message, category, filename, lineno, line=None):
+        text = str(message)
+        return text + "\n" if text.startswith("innerloop:") else plain(message, category, filename, lineno, line)
+
+    fmt._innerloop = True
+    warnings.formatwarning = fmt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import torch
 
     torch.set_flush_denormal(True)  # denormals slow long unrolls on CPU by up to 10x (measured on the LSTM fine-tuner)
+    _one_line_notes()
     try:
         if args.command == "configs":
             from innerloop.config import list_shipped

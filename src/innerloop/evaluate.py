@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,10 @@ def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = N
         raise UserError("--tasks must be >= 1")
     if steps < 0:
         raise UserError("--steps must be >= 0")
+    trained = getattr(meta.rule, "steps", None)
+    if trained is not None and max(steps, *(record or [0])) > trained:
+        warnings.warn(f"innerloop: the rule's per-step meta-parameters exist for {trained} step(s); test steps beyond "
+                      f"them reuse step {trained}'s (evaluate with --steps {trained} to test as trained)", stacklevel=2)
     metric = meta.learner.metric_name
     scale = 1.0 if metric == "mse" else 100.0  # accuracies and attack success rates in percent
     marks = sorted(set(record)) if record else [steps]
