@@ -57,8 +57,8 @@ class ZerothOrderOracle:
 
     def __call__(self, loss_fn: Callable[[Params], Tensor], params: Params) -> tuple[Tensor, Params, int]:
         if self.detach:
-            with torch.no_grad():
-                return self._estimate(loss_fn, {k: p.detach() for k, p in params.items()})
+            with torch.no_grad():  # records nothing: the estimate and f(theta) leave without a graph
+                return self._estimate(loss_fn, params)
         return self._estimate(loss_fn, params)
 
     def _estimate(self, loss_fn: Callable[[Params], Tensor], params: Params) -> tuple[Tensor, Params, int]:
