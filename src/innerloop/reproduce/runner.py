@@ -113,11 +113,13 @@ def truncated_horizon(horizon: int, segment: int = 20) -> list[str]:
 
 
 def select_rows(rows: list[Row], only: str | None, example: str) -> list[Row]:
-    """Rows whose id contains one of the comma-separated ``only`` substrings (all rows if None)."""
+    """Rows chosen by the comma-separated ``only`` keys (all rows if None): a key equal to a row id picks
+    that row alone (``cifar-l2o`` is not also ``mnist-cifar-l2o``); any other key picks every id containing it."""
     if not only:
         return rows
     keys = [s.strip() for s in only.split(",") if s.strip()]
-    chosen = [r for r in rows if any(k in r.id for k in keys)]
+    ids = {r.id for r in rows}
+    chosen = [r for r in rows if any(k == r.id if k in ids else k in r.id for k in keys)]
     if not chosen:
         raise UserError(f"--only {only!r} matches no row; row ids look like {example}")
     return chosen
