@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True)
     r.add_argument("--jobs", type=int, default=1, help="rows trained in parallel processes")
     r.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    r.add_argument("--only", default=None, help="comma-separated rows to run: a full row id picks that row, any other text every id containing it")
+    r.add_argument("--only", default=None,
+                   help="comma-separated rows to run: a full row id picks that row, any other text every id containing it")
 
     f = sub.add_parser("finetune", help="fine-tune your model on your examples with a trained update rule")
     f.add_argument("run_dir", help="run directory of a trained fine-tuner (e.g. innerloop train sinusoid/lft)")
