@@ -17,6 +17,7 @@ so the meta-backward skips them (measured on the LeNet-5 UAP tasks: ``benchmarks
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import torch
@@ -56,10 +57,9 @@ class ZerothOrderOracle:
         self.q, self.mu, self.directions, self.detach = q, mu, directions, detach
 
     def __call__(self, loss_fn: Callable[[Params], Tensor], params: Params) -> tuple[Tensor, Params, int]:
-        if self.detach:
-            with torch.no_grad():  # records nothing: the estimate and f(theta) leave without a graph
-                return self._estimate(loss_fn, params)
-        return self._estimate(loss_fn, params)
+        # detach: no_grad records nothing, so the estimate and f(theta) leave without a graph
+        with torch.no_grad() if self.detach else contextlib.nullcontext():
+            return self._estimate(loss_fn, params)
 
     def _estimate(self, loss_fn: Callable[[Params], Tensor], params: Params) -> tuple[Tensor, Params, int]:
         theta = flatten(params)
