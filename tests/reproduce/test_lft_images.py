@@ -39,3 +39,20 @@ def test_mixture_column_pools_the_two_sources_tasks():
     mean, ci = mean_ci95(torch.cat([a, b]))
     got = pooled(parts)
     assert got["tasks"] == 5 and abs(got["mean"] - mean) < 1e-12 and abs(got["ci95"] - ci) < 1e-12
+
+
+def test_classification_steps_table_lists_each_recorded_step_of_finished_rows():
+    result = {"method": "LFT", "setting": {"train": "MNIST+CIFAR-10", "ways": 2, "shots": 5}, "iterations": 1,
+              "train_wall_s": 1.0, "device": "cpu", "evals": {
+                  src: {"tasks": 4, "steps": 5, "by_steps": [
+                      {"steps": s, "mean": 50.0 + s + off, "ci95": 1.0, "std": 2.0} for s in (0, 1, 5)]}
+                  for src, off in (("MNIST (MLP)", 0.0), ("CIFAR-10 (CNN)", 10.0))}}
+    lines = lft_classification.steps_table(lft_classification.expand([result]), [0, 1, 5])
+    assert "| 0 steps | 1 step | 5 steps |" in lines[2]
+    body = [l for l in lines if l.startswith("| MNIST+CIFAR-10")]
+    assert body[:2] == [
+        "| MNIST+CIFAR-10 | LFT | MNIST (MLP) | 50.0 ± 1.0 | 51.0 ± 1.0 | 55.0 ± 1.0 |",
+        "| MNIST+CIFAR-10 | LFT | CIFAR-10 (CNN) | 60.0 ± 1.0 | 61.0 ± 1.0 | 65.0 ± 1.0 |",
+    ]
+    mixed = [c.split(" ± ")[0] for c in body[2].strip("| ").split(" | ")[3:]]
+    assert body[2].startswith("| MNIST+CIFAR-10 | LFT | mixed |") and mixed == ["55.0", "56.0", "60.0"]

@@ -131,6 +131,22 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def steps_table(rows: list[dict[str, Any]], steps: list[int]) -> list[str]:
+    """Figure 3 as numbers: accuracy of every finished row at each recorded number of fine-tuning steps."""
+    at = {(r["setting"]["train"], r["method"], r["setting"]["test"], r["setting"]["steps"]): r for r in rows}
+    lines = ["Accuracy against fine-tuning steps (the same test tasks; the table above is the last column):", "",
+             "| meta-training | method | test | " + " | ".join(f"{s} step" + "s" * (s != 1) for s in steps) + " |",
+             "|---|---|---|" + "---|" * len(steps)]
+    for train in TRAIN:
+        for method in METHODS:
+            for test in TEST:
+                cells = [at.get((train, method, test, s)) for s in steps]
+                if any(c is not None for c in cells):
+                    lines.append(f"| {train} | {method} | {test} | " + " | ".join(
+                        "—" if c is None else f"{c['mean']:.1f} ± {c['ci95']:.1f}" for c in cells) + " |")
+    return lines
+
+
 def write_markdown(out: Path, rows: list[dict[str, Any]], budget: str, info: dict[str, Any]) -> None:
     b = BUDGETS[budget]
     mlp, filters, lstm = "-".join(map(str, b["mlp"])), b["filters"], "x".join(map(str, b["lstm"]))
@@ -168,7 +184,9 @@ def write_markdown(out: Path, rows: list[dict[str, Any]], budget: str, info: dic
                 cells.append(text + (f" (paper {p})" if p is not None else ""))
             lines.append(f"| {train} | {method} | " + " | ".join(cells) + " |")
     lines += ["", "Paper values: LFT Table 2 (its ± is a standard deviation; 27% and 35% on 2-way tasks are below "
-              "chance, see the spec).", "", "![accuracy against fine-tuning steps](figure3.png)", ""]
+              "chance, see the spec).", ""]
+    lines += steps_table(rows, b["steps"])
+    lines += ["", "![accuracy against fine-tuning steps](figure3.png)", ""]
     (out / "results.md").write_text("\n".join(lines))
 
 
