@@ -3,7 +3,7 @@
     python benchmarks/lstm_first_steps.py                                   # the CIFAR-only LFT classification row
     python benchmarks/lstm_first_steps.py results/lft-classification/runs/mnist-cifar-lft --tasks 4
 
-Builds the run's config as committed (``config.toml`` in the run folder), overrides ``rule.*`` per variant, and
+Builds the run's config as committed (``config.toml`` in the run folder) with each variant's ``rule.*`` overrides,
 runs the first meta-iteration's 100-step horizon (20-step segments) on the same tasks and per-task initialisations
 (seed 0), printing the mean validation loss of each segment (ln 2 = 0.69 is chance on 2-way tasks). Meta-training
 starts from this state, so a variant whose losses grow by orders of magnitude starts its meta-training blown up.
@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = {
-    "as configured": {},
-    "no LSTM bias": {"bias": False},
-    "no LSTM bias, scale 0.01": {"bias": False, "scale": 0.01},
-    "scale 0.01": {"scale": 0.01},
+VARIANTS = {  # --set overrides, as `innerloop train --set` takes them
+    "as configured": [],
+    "no LSTM bias": ["rule.bias=false"],
+    "no LSTM bias, scale 0.01": ["rule.bias=false", "rule.scale=0.01"],
+    "scale 0.01": ["rule.scale=0.01"],
 }
 
 
@@ -36,12 +36,10 @@ def main() -> None:
     os.environ.setdefault("INNERLOOP_DATA", str(ROOT.parent / "shared/data"))
     torch.set_num_threads(int(os.environ.get("INNERLOOP_THREADS", "1")))
     from innerloop.build import build
-    from innerloop.train import _read_config
+    from innerloop.config import load
 
     for name, overrides in VARIANTS.items():
-        cfg = _read_config(Path(args.run_dir))
-        for key, value in overrides.items():
-            setattr(cfg.rule, key, value)
+        cfg = load(str(Path(args.run_dir) / "config.toml"), overrides)
         torch.manual_seed(0)
         tasks, meta = build(cfg)
         batch = tasks.train_batch(args.tasks, 0, 0, dtype=torch.float32, device=torch.device("cpu"))
