@@ -111,6 +111,41 @@ def test_divergence_is_measured_from_the_best_losss_magnitude():
     assert not diverged(1e30, 0.02, 0)
 
 
+def test_stall_check_fires_on_a_collapsed_run_and_not_on_healthy_noise():
+    """The superseded cifar-lft row's logged meta-losses (constant-output CNNs: 20 ln 2 = 13.863 per window)
+    against a healthy row's, which move by percents between windows."""
+    from innerloop.train import stalled
+
+    collapsed = [2.09e9, 23700.4, 14.2584, 13.863387, 13.863462, 13.863406, 13.863143, 13.863374]
+    assert [stalled(collapsed[:i], 5) for i in range(5, 9)] == [False, False, False, True]
+    healthy = [15.52, 11.01, 10.31, 10.12, 10.08, 10.11, 9.97]
+    assert not any(stalled(healthy[:i], 5) for i in range(1, 8))
+    assert not stalled(collapsed, 0) and not stalled(collapsed, 50)
+
+
+def test_a_run_whose_meta_loss_stops_depending_on_the_tasks_stops_with_a_clear_error(tmp_path, monkeypatch):
+    """From iteration 6 every task is the same constant one and next to nothing is learned (meta_lr 1e-12): the logged
+    meta-loss is flat, as when the fine-tuned models collapse to constant outputs; training stops naming the fix
+    and keeps the last checkpoint."""
+    from innerloop.tasks import SinusoidTasks
+
+    real = SinusoidTasks.train_batch
+
+    def collapsing(self, n, seed, iteration, **kw):
+        batch = real(self, n, seed, iteration, **kw)
+        return tuple(torch.zeros_like(x) for x in batch) if iteration >= 6 else batch
+
+    monkeypatch.setattr(SinusoidTasks, "train_batch", collapsing)
+    c = cfg("train.iterations=40", "train.log_every=2", "train.checkpoint_every=2", "train.meta_lr=1e-12")
+    with pytest.raises(DivergenceError, match=r"stalled: .* for 5 logged windows up to iteration 16.*checkpoint of "
+                                              r"iteration 14 is kept.*rule.scale.*stall_windows = 0"):
+        train(c, tmp_path, progress=False)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["iteration"] == 14
+    summary = train(cfg("train.iterations=20", "train.log_every=2", "train.meta_lr=1e-12", "train.stall_windows=0"),
+                    tmp_path / "off", progress=False)  # the check can be switched off
+    assert summary["iterations"] == 20
+
+
 def test_evaluation_is_fixed_and_paired(tmp_path):
     train(cfg(), tmp_path / "a", progress=False)
     with warnings.catch_warnings():

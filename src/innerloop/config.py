@@ -134,6 +134,7 @@ class TrainConfig:
     clip_grad: float = 0.0  # 0: off; else clamp every meta-gradient entry to [-c, c]
     max_bad_steps: int = 10  # consecutive non-finite steps before training stops
     divergence_factor: float = 1e4  # stop when a logged meta-loss rises above the best logged one by this x |best| (0: off)
+    stall_windows: int = 5  # stop when this many consecutive logged meta-losses agree to 1e-4 relative (0: off)
     eval_every: int = 0  # 0: off; else evaluate on the fixed eval tasks every N iterations (metrics.jsonl)
     truncation: int = 0  # 0: off; else truncated backprop every N inner steps (one update per segment)
 

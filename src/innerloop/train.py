@@ -38,6 +38,18 @@ def diverged(window: float, best: float, factor: float) -> bool:
     return factor > 0 and window - best > factor * max(abs(best), 1e-8)
 
 
+def stalled(windows: list[float], n: int, tol: float = 1e-4) -> bool:
+    """The last ``n`` logged meta-losses are equal to ``tol`` relative: max - min <= tol * |mean| (n 0: never).
+
+    Each window averages fresh random tasks, so a healthy meta-loss moves by far more than 1e-4 between
+    windows; one that does not has stopped depending on the tasks' data: the fine-tuned models output constants
+    (2-way classification then scores exactly ln 2 per step, whatever the task)."""
+    if n <= 0 or len(windows) < n:
+        return False
+    last = windows[-n:]
+    return max(last) - min(last) <= tol * max(abs(sum(last) / n), 1e-8)
+
+
 def _read_config(run_dir: Path) -> Config:
     from innerloop.config import tomllib
 
@@ -99,6 +111,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     bar = Progress(total, start, enabled=progress)
     log = open(metrics_path, "a")
     window_loss, window_n, bad = 0.0, 0, 0
+    windows: list[float] = []  # logged meta-losses of this session, for the stall check
     t_window = time.perf_counter()
     it = start
     try:
@@ -162,6 +175,16 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
                         "train.divergence_factor), and --resume"
                     )
                 best = min(best, window)
+                windows.append(window)
+                if stalled(windows, cfg.train.stall_windows):
+                    kept = (f"the checkpoint of iteration {ckpt.load(ck_path)['iteration']} is kept"
+                            if ck_path.exists() else "no checkpoint was written yet")
+                    raise DivergenceError(
+                        f"meta-training stalled: the meta-loss stayed at {window:.6g} for {cfg.train.stall_windows} "
+                        f"logged windows up to iteration {it}, whatever the tasks (the fine-tuned models output "
+                        f"constants); {kept} — lower rule.scale or rule.lr (an LSTM rule: rule.bias = false) and "
+                        "start a new --out, or set train.stall_windows = 0 to go on"
+                    )
             if cfg.train.eval_every and it % cfg.train.eval_every == 0:
                 from innerloop.evaluate import evaluate_meta
 

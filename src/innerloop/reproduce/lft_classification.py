@@ -165,7 +165,7 @@ def write_markdown(out: Path, rows: list[dict[str, Any]], budget: str, info: dic
         f"{filters} -> ReLU -> max-pool] -> linear, no batch norm; fresh PyTorch-default random initialisation per task (LFT, "
         f"L2O). Meta-training: {b['iterations']} iterations x {b['meta_batch']} tasks, Adam 1e-3, meta-gradient clipped to "
         f"[-1, 1]; LFT / L2O fine-tune each task for {b['horizon']} steps with one meta-update per 20-step segment "
-        f"(truncated backprop); LSTM {lstm}, LogAndSign, scale 0.1, first order. MAML: SGD 0.01, 20 steps. "
+        f"(truncated backprop); LSTM {lstm}, LogAndSign, no bias, scale 0.01, first order. MAML: SGD 0.01, 20 steps. "
         f"Test: {b['eval_tasks']} fixed tasks per source; accuracy after {b['steps'][-1]} steps (curves: figure3.png).",
         "",
         "| meta-training | method | test MNIST (MLP) | test CIFAR-10 (CNN) | test mixed |",
