@@ -10,6 +10,7 @@ def test_uap_rows_cover_table_1():
     for r in rows:
         assert set(r.evals) == ({"MNIST"} if r.method == "MAML" else {"MNIST", "CIFAR-10"})  # mixture: pooled
         assert r.evals["MNIST"]["record"] == list(range(201))
+        assert r.main == "MNIST"  # the top-level metric is the MNIST eval, not a third evaluation
     assert lft_uap.first_step([{"steps": 0, "mean": 10}, {"steps": 1, "mean": 91}], 90) == 1
     assert lft_uap.first_step([{"steps": 0, "mean": 10}], 90) is None
 
@@ -18,6 +19,7 @@ def test_classification_rows_cover_table_2():
     rows = lft_classification.rows_for("cpu", "cpu")
     assert {r.id for r in rows} == {"cifar-maml", "cifar-l2o", "cifar-lft", "mnist-cifar-l2o", "mnist-cifar-lft"}
     assert all(r.evals[t]["record"] == lft_classification.STEPS for r in rows for t in r.evals)
+    assert all(r.main in r.evals for r in rows)
     for r in rows:  # the fine-tuners train on the 100 steps they are tested for, in 20-step segments
         lstm = r.method != "MAML"
         assert ("inner.steps=100" in r.overrides and "train.truncation=20" in r.overrides) == lstm, r.id

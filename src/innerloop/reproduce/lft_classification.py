@@ -74,6 +74,7 @@ def rows_for(budget: str, device: str) -> list[Row]:
                     f"rule.layers={b['lstm'][0]}", f"rule.hidden={b['lstm'][1]}",
                 ],
                 paper=None, evals={t: {"sources": s, "record": b["steps"]} for t, s in tests.items()},
+                main=next(iter(tests)),
             ))
     return rows
 

@@ -71,6 +71,7 @@ def rows_for(budget: str, device: str) -> list[Row]:
                         f"train.checkpoint_every={min(50, b['iterations'])}", f"train.log_every={min(10, b['iterations'])}",
                     ],
                     paper=None, evals={t: {"sources": s, "record": record} for t, s in tests.items()},
+                    main=next(iter(tests)),
                 ))
     return rows
 

@@ -33,6 +33,9 @@ class Row:
     extra: dict[str, Any] = field(default_factory=dict)
     record: list[int] | None = None  # evaluate after each of these step counts (one unroll)
     evals: dict[str, dict[str, Any]] | None = None  # extra evaluations: name -> evaluate_run kwargs (e.g. sources)
+    #: the name in ``evals`` whose result is also the row's top-level metric; None: a separate evaluation on the
+    #: config's eval tasks (a table that reads only ``evals`` sets this and skips that evaluation's cost)
+    main: str | None = None
 
 
 def _run_row(row: Row, out: str, threads: int) -> dict[str, Any]:
@@ -57,7 +60,8 @@ def _run_row(row: Row, out: str, threads: int) -> dict[str, Any]:
                                                     "error": str(e)}, indent=1))
         print(f"[row diverged] {row.id}: {e}", file=sys.stderr, flush=True)
         return None
-    res = evaluate_run(run_dir, record=row.record)
+    evals = {name: evaluate_run(run_dir, **kw) for name, kw in (row.evals or {}).items()}
+    res = evals[row.main] if row.main is not None else evaluate_run(run_dir, record=row.record)
     result = {
         "method": row.method, "setting": row.setting, "metric": res["metric"], "mean": res["mean"],
         "ci95": res["ci95"], "tasks": res["tasks"], "paper": row.paper,
@@ -69,8 +73,8 @@ def _run_row(row: Row, out: str, threads: int) -> dict[str, Any]:
         result["by_steps"] = res["by_steps"]
     if "extra" in res:
         result["extra"] = res["extra"]
-    for name, kw in (row.evals or {}).items():
-        result.setdefault("evals", {})[name] = evaluate_run(run_dir, **kw)
+    if evals:
+        result["evals"] = evals
     tmp = result_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
     os.replace(tmp, result_path)
