@@ -67,7 +67,7 @@ class ModelConfig:
 class InitConfig:
     kind: str = "learned"  # learned | fixed | random (fresh per task)
     seed: int = 104  # fixed init: the seed theta_0 is drawn from (ALFA's default seed)
-    scheme: str = "xavier"  # fixed: xavier | model; random: torch | xavier | normal
+    scheme: str = "xavier"  # fixed: xavier | model; random: torch | xavier | kaiming | normal
     std: float = 1e-4  # random init with scheme = normal
     attenuate: bool = False  # L2F: task-conditioned layer-wise attenuation of theta_0
     attenuate_detach: bool = True  # L2F: the gradient embedding is a constant (L2F's code); False = ALFA repo's copy
@@ -170,7 +170,7 @@ CHOICES = {
     "model.norm": ("batch", "torch", "none"),
     "model.activation": ("relu", "tanh", "leaky_relu"),
     "init.kind": ("learned", "fixed", "random"),
-    "init.scheme": ("xavier", "model", "torch", "normal"),
+    "init.scheme": ("xavier", "model", "torch", "kaiming", "normal"),
     "rule.kind": ("sgd", "lslr", "alfa", "lstm"),
     "rule.preprocess": ("log_sign", "none"),
     "oracle.kind": ("autograd", "zo"),
@@ -277,8 +277,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"init.kind = '{cfg.init.kind}' with rule.kind = 'sgd' has nothing to meta-learn: use rule.kind = 'alfa' or 'lstm' (or train.iterations = 0 for an untrained baseline)")
     if cfg.init.kind == "fixed" and cfg.init.scheme not in ("xavier", "model"):
         raise ConfigError(f"init.scheme = '{cfg.init.scheme}' is for init.kind = 'random'; a fixed init takes 'xavier' or 'model'")
-    if cfg.init.kind == "random" and cfg.init.scheme not in ("torch", "xavier", "normal"):
-        raise ConfigError(f"init.scheme = '{cfg.init.scheme}' is for init.kind = 'fixed'; a random init takes 'torch', 'xavier' or 'normal'")
+    if cfg.init.kind == "random" and cfg.init.scheme not in ("torch", "xavier", "kaiming", "normal"):
+        raise ConfigError(f"init.scheme = '{cfg.init.scheme}' is for init.kind = 'fixed'; a random init takes 'torch', 'xavier', 'kaiming' or 'normal'")
     if cfg.oracle.q < 1 or not cfg.oracle.mu > 0:
         raise ConfigError("oracle.q must be >= 1 and oracle.mu > 0")
     if tr.truncation < 0:

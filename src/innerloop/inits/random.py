@@ -9,14 +9,15 @@ from torch import nn
 
 from innerloop.params import Params, is_norm_module
 
-SCHEMES = ("torch", "xavier", "normal")
+SCHEMES = ("torch", "xavier", "kaiming", "normal")
 
 
 class RandomInit(nn.Module):
     """``sample(n)`` draws ``n`` independent theta_0 (leading task dimension) from the global RNG.
 
     Schemes: ``"torch"`` — PyTorch's default for Linear/Conv (weights and biases ~ U(+-1/sqrt(fan_in)));
-    ``"xavier"`` — Xavier-uniform weights, zero biases; ``"normal"`` — N(0, std^2) everywhere (e.g. a
+    ``"xavier"`` — Xavier-uniform weights, zero biases; ``"kaiming"`` — He-uniform weights
+    U(+-sqrt(6 / fan_in)) (variance 2 / fan_in: a ReLU layer keeps its input's scale), zero biases; ``"normal"`` — N(0, std^2) everywhere (e.g. a
     UAP perturbation, ZO-L2L's 1e-4 initial noise). Norm affine parameters start at 1 / 0.
     """
 
@@ -47,10 +48,11 @@ class RandomInit(nn.Module):
                 out[name] = (torch.ones if leaf == "weight" else torch.zeros)(size, dtype=ref.dtype, device=ref.device)
             elif self.scheme == "normal":
                 out[name] = self.std * torch.randn(size, dtype=ref.dtype, device=ref.device)
-            elif self.scheme == "xavier" and leaf == "bias":
+            elif self.scheme in ("xavier", "kaiming") and leaf == "bias":
                 out[name] = torch.zeros(size, dtype=ref.dtype, device=ref.device)
             else:
-                bound = math.sqrt(6.0 / (fan_in + fan_out)) if self.scheme == "xavier" else 1.0 / math.sqrt(fan_in)
+                bound = {"xavier": math.sqrt(6.0 / (fan_in + fan_out)),
+                         "kaiming": math.sqrt(6.0 / fan_in)}.get(self.scheme, 1.0 / math.sqrt(fan_in))
                 out[name] = (torch.rand(size, dtype=ref.dtype, device=ref.device) * 2 - 1) * bound
         return out
 

@@ -112,7 +112,8 @@ def run_rows(rows: list[Row], out: str, jobs: int = 1) -> list[dict[str, Any] | 
 def truncated_horizon(horizon: int, segment: int = 20) -> list[str]:
     """Overrides that fine-tune each meta-training task for ``horizon`` steps and backpropagate them in
     ``segment``-step pieces, one meta-update each (L2L's truncated unroll): a fine-tuner meta-trained only
-    on a ``segment``-step unroll learns nothing about the steps after it, and tested for longer it diverges."""
+    on a ``segment``-step unroll learns nothing about the steps after it, and tested for longer it diverges.
+    ``segment = 0``: backpropagate the whole horizon at once (one meta-update per meta-batch)."""
     return [f"inner.steps={horizon}", f"train.truncation={min(segment, horizon)}"]
 
 
