@@ -50,6 +50,12 @@ def stalled(windows: list[float], n: int, tol: float = 1e-4) -> bool:
     return max(last) - min(last) <= tol * max(abs(sum(last) / n), 1e-8)
 
 
+def _kept(ck_path: Path) -> str:
+    """Which checkpoint survives a stopped run, for its error message."""
+    return f"the checkpoint of iteration {ckpt.load(ck_path)['iteration']} is kept" if ck_path.exists() else \
+        "no checkpoint was written yet"
+
+
 def _read_config(run_dir: Path) -> Config:
     from innerloop.config import tomllib
 
@@ -167,8 +173,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
                 factor = cfg.train.divergence_factor
                 if diverged(window, best, factor):
                     # raised before this iteration's checkpoint: the saved one predates the blow-up
-                    kept = (f"the checkpoint of iteration {ckpt.load(ck_path)['iteration']} is kept"
-                            if ck_path.exists() else "no checkpoint was written yet")
+                    kept = _kept(ck_path)
                     raise DivergenceError(
                         f"meta-training diverged: the meta-loss rose from {best:.4g} to {window:.4g} by iteration {it}; "
                         f"{kept} — lower train.meta_lr or rule.lr, or set train.clip_grad (or raise "
@@ -177,8 +182,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
                 best = min(best, window)
                 windows.append(window)
                 if stalled(windows, cfg.train.stall_windows):
-                    kept = (f"the checkpoint of iteration {ckpt.load(ck_path)['iteration']} is kept"
-                            if ck_path.exists() else "no checkpoint was written yet")
+                    kept = _kept(ck_path)
                     raise DivergenceError(
                         f"meta-training stalled: the meta-loss stayed at {window:.6g} for {cfg.train.stall_windows} "
                         f"logged windows up to iteration {it}, whatever the tasks (the fine-tuned models output "

@@ -17,8 +17,8 @@ class RandomInit(nn.Module):
 
     Schemes: ``"torch"`` — PyTorch's default for Linear/Conv (weights and biases ~ U(+-1/sqrt(fan_in)));
     ``"xavier"`` — Xavier-uniform weights, zero biases; ``"kaiming"`` — He-uniform weights
-    U(+-sqrt(6 / fan_in)) (variance 2 / fan_in: a ReLU layer keeps its input's scale), zero biases; ``"normal"`` — N(0, std^2) everywhere (e.g. a
-    UAP perturbation, ZO-L2L's 1e-4 initial noise). Norm affine parameters start at 1 / 0.
+    U(+-sqrt(6 / fan_in)) (variance 2 / fan_in: a ReLU layer keeps its input's scale), zero biases;
+    ``"normal"`` — N(0, std^2) everywhere (e.g. a UAP perturbation, ZO-L2L's 1e-4 initial noise). Norm affine parameters start at 1 / 0.
     """
 
     per_task = True
