@@ -154,6 +154,7 @@ def test_evaluation_is_fixed_and_paired(tmp_path):
         r2 = evaluate_run(tmp_path / "a")
     assert r1 == r2
     assert r1["metric"] == "mse" and r1["tasks"] == 20 and r1["steps"] == 2 and r1["ci95"] > 0
+    assert len(r1["values"]) == 20 and abs(sum(r1["values"]) / 20 - r1["mean"]) < 1e-3  # per-task, for pairing
     with pytest.warns(UserWarning, match="exist for 2 step.*--steps 2"):  # ALFA's per-step values end at 2
         r3 = evaluate_run(tmp_path / "a", n_tasks=10, steps=4)
     assert r3["tasks"] == 10 and r3["steps"] == 4

@@ -35,12 +35,22 @@ def pooled(parts: list[dict[str, Any]], keys: tuple[str, ...] = ()) -> dict[str,
     return out
 
 
+def paired_difference(a: list[float], b: list[float]) -> dict[str, float]:
+    """Mean and 95% CI of ``a_i - b_i`` over the same fixed test tasks (two methods scored on one task list):
+    the task-to-task spread both methods share cancels, so the CI is that of the difference itself."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"paired difference needs two equal, non-empty task lists (got {len(a)} and {len(b)})")
+    mean, ci = mean_ci95(torch.tensor(a, dtype=torch.float64) - torch.tensor(b, dtype=torch.float64))
+    return {"mean": mean, "ci95": ci, "tasks": len(a)}
+
+
 def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = None, steps: int | None = None,
                   record: list[int] | None = None, sources: list[str] | None = None) -> dict[str, Any]:
     """Adapt on ``shots`` support points of each fixed test task, score on ``eval_query`` points.
 
     With ``record`` (a list of step counts), one unroll to ``max(record)`` steps is scored after each
-    listed count: the result gets ``"by_steps": [{"steps", "mean", "ci95", "std"}, ...]``. For task
+    listed count: the result gets ``"by_steps": [{"steps", "mean", "ci95", "std", "values"}, ...]``
+    (``values``: the per-task scores, in task order, for paired comparisons of two methods). For task
     mixtures, ``sources`` picks the evaluation sources (``n_tasks`` fixed tasks each). Extra metrics of
     the base learner (e.g. a perturbation's norm) are reported as ``"extra": {name: {"mean", "ci95"}}``
     after the last step (and per step in ``by_steps``).
@@ -84,11 +94,13 @@ def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = N
     for i, m in enumerate(marks):
         mean, ci = mean_ci95(values[:, i])
         by_steps.append({"steps": m, "mean": scale * mean, "ci95": scale * ci,
-                         "std": scale * float(values[:, i].double().std()) if n_tasks > 1 else 0.0})
+                         "std": scale * float(values[:, i].double().std()) if n_tasks > 1 else 0.0,
+                         "values": [round(scale * float(v), 4) for v in values[:, i]]})
         for k, t in extra.items():
             by_steps[-1][k] = mean_ci95(t[:, i])[0]
     last = by_steps[-1]
-    out = {"metric": metric, "mean": last["mean"], "ci95": last["ci95"], "tasks": n_tasks, "steps": last["steps"]}
+    out = {"metric": metric, "mean": last["mean"], "ci95": last["ci95"], "tasks": n_tasks, "steps": last["steps"],
+           "values": last["values"]}
     if extra:
         out["extra"] = {k: dict(zip(("mean", "ci95"), mean_ci95(t[:, -1]))) for k, t in extra.items()}
     if record:

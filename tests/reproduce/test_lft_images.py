@@ -58,3 +58,4 @@ def test_classification_steps_table_lists_each_recorded_step_of_finished_rows():
     ]
     mixed = [c.split(" ± ")[0] for c in body[2].strip("| ").split(" | ")[3:]]
     assert body[2].startswith("| MNIST+CIFAR-10 | LFT | mixed |") and mixed == ["55.0", "56.0", "60.0"]
+

@@ -17,9 +17,14 @@ from typing import Any
 
 from innerloop.errors import UserError
 from innerloop.evaluate import pooled
+from innerloop.reproduce.paired import paired, paired_table
 from innerloop.reproduce.runner import Row, default_device, train_table, truncated_horizon
 TRAIN = {"MNIST": ["mnist"], "MNIST+CIFAR-10": ["mnist", "cifar10"]}
 TEST = {"MNIST": ["mnist"], "CIFAR-10": ["cifar10"], "MNIST+CIFAR-10": ["mnist", "cifar10"]}
+#: each test column's evaluations (the mixture pools the two sources' test tasks)
+COLUMNS = {"MNIST": ["MNIST"], "CIFAR-10": ["CIFAR-10"], "MNIST+CIFAR-10": ["MNIST", "CIFAR-10"]}
+#: fine-tuning steps at which the paired LFT - L2O ASR difference is reported
+PAIRED_STEPS = [10, 50, 100, 200]
 METHODS = {"MAML": "lft/uap-maml", "L2O": "lft/uap-l2o", "LFT": "lft/uap"}
 #: ZO rows treat the estimate as a constant in the meta-gradient (``oracle.detach``, the analogue of the FO rows'
 #: detached gradient input): keeping it in the graph costs 1.9x per meta-step on the MNIST victim
@@ -136,13 +141,15 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
                 ax.set_xlabel("fine-tuning steps")
             if j == 0:
                 ax.set_ylabel("attack success rate (%)")
-            ax.legend(fontsize=7)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def write_markdown(out: Path, rows: list[dict[str, Any]], budget: str, info: dict[str, Any], victims: dict) -> None:
+def write_markdown(out: Path, rows: list[dict[str, Any]], budget: str, info: dict[str, Any], victims: dict,
+                   pairs: list[dict[str, Any]] = ()) -> None:
     b = BUDGETS[budget]
     cell = lambda r: "—" if r is None else (
         f"{r['mean']:.0f}% ± {r['ci95']:.0f} / {r['distortion_rms']:.3f} / {r['step_to_threshold'] or 'N/A'}")
@@ -191,6 +198,9 @@ def write_markdown(out: Path, rows: list[dict[str, Any]], budget: str, info: dic
                         text = "N/A"
                     cells.append(text)
                 lines.append(f"| {train} | {method} | {oracle.upper()} | " + " | ".join(cells) + " |")
+    if pairs:
+        steps = sorted({p["setting"]["steps"] for p in pairs})
+        lines += ["", *paired_table(list(pairs), ["train", "oracle"], steps, "ASR points")]
     lines += ["", "![ASR against fine-tuning steps](figure2.png)", ""]
     (out / "results.md").write_text("\n".join(lines))
 
@@ -211,11 +221,15 @@ def reproduce(budget: str, out: str, jobs: int = 1, device: str | None = None, o
     device = default_device(device)
     trained, info = train_table(rows_for(budget, device), out, jobs, only, "mnist-lft-fo", device)
     table = expand(trained, THRESHOLD)
+    steps = [s for s in PAIRED_STEPS if s <= BUDGETS[budget]["steps"]] or [BUDGETS[budget]["steps"]]
+    pairs = paired(trained, lambda r: {"train": r["setting"]["train"], "oracle": r["setting"]["oracle"].upper()},
+                   COLUMNS, steps=steps)
     report = {"name": "lft-uap", "budget": budget, **info, "threshold": THRESHOLD,
-              "victims": {k: {"test_accuracy": v["test_accuracy"]} for k, v in victims.items()}, "rows": table}
+              "victims": {k: {"test_accuracy": v["test_accuracy"]} for k, v in victims.items()}, "rows": table,
+              "paired": pairs}
     out_path = Path(out)
     (out_path / "results.json").write_text(json.dumps(report, indent=1))
     plot(table, out_path / "figure2.png")
-    write_markdown(out_path, table, budget, info, report["victims"])
+    write_markdown(out_path, table, budget, info, report["victims"], pairs)
     print(f"wrote {out_path / 'results.md'}, results.json and figure2.png")
     return report
