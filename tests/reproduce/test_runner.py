@@ -47,3 +47,29 @@ def test_a_row_with_a_main_eval_is_evaluated_once_per_eval(tmp_path, monkeypatch
     _run_row(Row(id="d", method="MAML", setting={}, config="sinusoid/maml", overrides=fast, paper=None,
                  evals=evals), str(tmp_path), 1)
     assert len(calls) == 5  # without main: the config's own evaluation as well
+
+
+def test_rescoring_adds_per_task_values_and_refuses_a_changed_run(tmp_path):
+    import json
+
+    from innerloop.reproduce.runner import Row, _run_row, rescore_row
+
+    fast = ["train.iterations=2", "train.meta_batch=2", "inner.steps=1", "eval.tasks=4", "model.hidden=[4]"]
+    row = Row(id="m", method="MAML", setting={}, config="sinusoid/maml", overrides=fast, paper=None,
+              evals={"one": {"steps": 1, "record": [0, 1]}}, main="one")
+    first = _run_row(row, str(tmp_path), 1)
+    path = tmp_path / "runs/m/result.json"
+    old = json.loads(path.read_text())  # as a row scored before per-task values were kept
+    for s in old["evals"]["one"]["by_steps"]:
+        del s["values"]
+    path.write_text(json.dumps(old))
+    got = rescore_row(row, str(tmp_path), 1)
+    assert got["evals"]["one"]["by_steps"] == first["evals"]["one"]["by_steps"]  # the same fixed tasks
+    assert json.loads(path.read_text())["evals"]["one"]["by_steps"][1]["values"] == first["by_steps"][1]["values"]
+    old["evals"]["one"]["mean"] += 1.0  # a result that another checkpoint produced
+    path.write_text(json.dumps(old))
+    with pytest.raises(UserError, match="changed since it was scored"):
+        rescore_row(row, str(tmp_path), 1)
+    with pytest.raises(UserError, match="finish the row first"):
+        rescore_row(Row(id="x", method="MAML", setting={}, config="sinusoid/maml", overrides=fast, paper=None),
+                    str(tmp_path), 1)

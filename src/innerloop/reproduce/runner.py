@@ -82,6 +82,37 @@ def _run_row(row: Row, out: str, threads: int) -> dict[str, Any]:
     return result
 
 
+def rescore_row(row: Row, out: str, threads: int = 1) -> dict[str, Any]:
+    """Re-run a finished row's evaluations to add the per-task scores (``values``) that rows scored before
+    they were stored lack, leaving training untouched. The test tasks are fixed, so every recomputed mean
+    must equal the stored one: a mismatch (another checkpoint, data or code) raises instead of mixing runs."""
+    from innerloop.evaluate import evaluate_run
+
+    torch.set_num_threads(threads)
+    run_dir = Path(out) / "runs" / row.id
+    result_path = run_dir / "result.json"
+    if not result_path.is_file():
+        raise UserError(f"{run_dir} has no result.json: finish the row first (innerloop reproduce ... --only {row.id})")
+    result = json.loads(result_path.read_text())
+    evals = dict(result.get("evals", {}))
+    for name, kw in (row.evals or {}).items():
+        if name in evals and all("values" in s for s in evals[name].get("by_steps", [evals[name]])):
+            continue
+        new = evaluate_run(run_dir, **kw)
+        old = evals.get(name)
+        if old is not None and abs(old["mean"] - new["mean"]) > 1e-6 * max(1.0, abs(old["mean"])):
+            raise UserError(f"{row.id}/{name}: the re-evaluation gives {new['mean']:.4f}, the stored result "
+                            f"{old['mean']:.4f}: the run changed since it was scored; delete result.json to rescore it")
+        evals[name] = new
+    result["evals"] = evals
+    if row.main is not None:
+        result["by_steps"] = evals[row.main].get("by_steps", result.get("by_steps"))
+    tmp = result_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, result_path)
+    return result
+
+
 def hardware(device: str) -> dict[str, Any]:
     info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
             "python": platform.python_version(), "device": device}
