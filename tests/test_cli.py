@@ -29,11 +29,12 @@ def assert_one_line_error(proc, fragment):
 def test_train_then_eval_json(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "sinusoid/maml", "--out", str(out), *FAST]) == 0
-    capsys.readouterr()
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert "values" not in summary and summary["tasks"] > 0  # a one-line summary, not hundreds of scores
     assert main(["eval", str(out), "--tasks", "7", "--steps", "3", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert set(res) >= {"metric", "mean", "ci95", "tasks"}
-    assert res["tasks"] == 7 and res["steps"] == 3 and res["metric"] == "mse"
+    assert set(res) >= {"metric", "mean", "ci95", "tasks", "values"}
+    assert res["tasks"] == 7 and res["steps"] == 3 and res["metric"] == "mse" and len(res["values"]) == 7
 
 
 def test_testing_past_the_trained_steps_is_one_line_note(tmp_path):

@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--tasks", type=int, default=None, help="number of test tasks (default: eval.tasks)")
     e.add_argument("--steps", type=int, default=None, help="inner steps at test time (default: eval.steps or inner.steps)")
     e.add_argument("--sources", default=None, help="comma-separated test sources of a mixture run, e.g. mnist,cifar10")
-    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--json", action="store_true", help="print one JSON object (with the per-task scores, \"values\")")
 
     r = sub.add_parser("reproduce", help="train and evaluate a paper table")
     r.add_argument("name", help="alfa-sinusoid | lft-sinusoid | omniglot | lft-uap | lft-classification")
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(list_shipped()))
         elif args.command == "train":
             from innerloop import config
-            from innerloop.evaluate import evaluate_run
+            from innerloop.evaluate import evaluate_run, without_values
             from innerloop.train import train
 
             cfg = config.load(args.config, args.set)
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"run": args.out, **summary}))
             if not args.no_eval:
                 result = evaluate_run(args.out)
-                print(json.dumps(result))
+                print(json.dumps(without_values(result)))  # per-task scores: innerloop eval RUN --json
         elif args.command == "eval":
             from innerloop.evaluate import evaluate_run
 

@@ -44,6 +44,14 @@ def paired_difference(a: list[float], b: list[float]) -> dict[str, float]:
     return {"mean": mean, "ci95": ci, "tasks": len(a)}
 
 
+def without_values(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` without its per-task scores (for a one-line summary on the terminal)."""
+    out = {k: v for k, v in result.items() if k != "values"}
+    if "by_steps" in out:
+        out["by_steps"] = [{k: v for k, v in s.items() if k != "values"} for s in out["by_steps"]]
+    return out
+
+
 def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = None, steps: int | None = None,
                   record: list[int] | None = None, sources: list[str] | None = None) -> dict[str, Any]:
     """Adapt on ``shots`` support points of each fixed test task, score on ``eval_query`` points.
