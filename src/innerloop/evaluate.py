@@ -44,6 +44,12 @@ def paired_difference(a: list[float], b: list[float]) -> dict[str, float]:
     return {"mean": mean, "ci95": ci, "tasks": len(a)}
 
 
+def has_values(result: dict[str, Any]) -> bool:
+    """Whether an evaluation carries per-task scores at every recorded step (rows scored before they were kept
+    do not)."""
+    return all("values" in s for s in result.get("by_steps", [result]))
+
+
 def without_values(result: dict[str, Any]) -> dict[str, Any]:
     """``result`` without its per-task scores (for a one-line summary on the terminal)."""
     out = {k: v for k, v in result.items() if k != "values"}

@@ -14,13 +14,11 @@ from typing import Any
 
 from innerloop.errors import UserError
 from innerloop.evaluate import pooled
-from innerloop.reproduce.paired import paired, paired_table
+from innerloop.reproduce.paired import paired, paired_table, pooled_columns
 from innerloop.reproduce.runner import Row, default_device, train_table, truncated_horizon
 TRAIN = {"CIFAR-10 (CNN)": ["cifar10"], "MNIST+CIFAR-10": ["mnist", "cifar10"]}
 TEST = {"MNIST (MLP)": ["mnist"], "CIFAR-10 (CNN)": ["cifar10"], "mixed": ["mnist", "cifar10"]}
-#: each test column's evaluations (the mixture pools the two sources' test tasks)
-COLUMNS = {"MNIST (MLP)": ["MNIST (MLP)"], "CIFAR-10 (CNN)": ["CIFAR-10 (CNN)"],
-           "mixed": ["MNIST (MLP)", "CIFAR-10 (CNN)"]}
+COLUMNS = pooled_columns(TEST)  # the mixture pools the two sources' test tasks
 METHODS = {"MAML": "lft/classification-maml", "L2O": "lft/classification-l2o", "LFT": "lft/classification"}
 STEPS = [0, 1, 5, 10, 20, 50, 100]
 #: LFT Table 2 (accuracy %, the paper's +- is a std); 27% / 35% on 2-way tasks are below chance (spec 13)

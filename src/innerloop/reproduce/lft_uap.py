@@ -17,12 +17,11 @@ from typing import Any
 
 from innerloop.errors import UserError
 from innerloop.evaluate import pooled
-from innerloop.reproduce.paired import paired, paired_table
+from innerloop.reproduce.paired import paired, paired_table, pooled_columns
 from innerloop.reproduce.runner import Row, default_device, train_table, truncated_horizon
 TRAIN = {"MNIST": ["mnist"], "MNIST+CIFAR-10": ["mnist", "cifar10"]}
 TEST = {"MNIST": ["mnist"], "CIFAR-10": ["cifar10"], "MNIST+CIFAR-10": ["mnist", "cifar10"]}
-#: each test column's evaluations (the mixture pools the two sources' test tasks)
-COLUMNS = {"MNIST": ["MNIST"], "CIFAR-10": ["CIFAR-10"], "MNIST+CIFAR-10": ["MNIST", "CIFAR-10"]}
+COLUMNS = pooled_columns(TEST)  # the mixture pools the two sources' test tasks
 #: fine-tuning steps at which the paired LFT - L2O ASR difference is reported
 PAIRED_STEPS = [10, 50, 100, 200]
 METHODS = {"MAML": "lft/uap-maml", "L2O": "lft/uap-l2o", "LFT": "lft/uap"}

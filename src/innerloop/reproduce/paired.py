@@ -9,14 +9,21 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from innerloop.evaluate import paired_difference
+from innerloop.evaluate import has_values, paired_difference
+
+
+def pooled_columns(test: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Each test column's evaluations, from a table's ``{column: data sources}``: a one-source column is its own
+    evaluation, a several-source column (the mixture) pools the one-source columns of its sources."""
+    single = {s[0]: name for name, s in test.items() if len(s) == 1}
+    return {name: [single[x] for x in s] for name, s in test.items()}
 
 
 def task_values(result: dict[str, Any], names: list[str]) -> dict[int, list[float]] | None:
     """Per-task scores by step count of one row over the evaluations ``names`` (concatenated in that order:
     a pooled column such as the mixture); None when one of them was scored before per-task values were kept."""
     evals = result.get("evals", {})
-    if not all(n in evals and all("values" in s for s in evals[n]["by_steps"]) for n in names):
+    if not all(n in evals and has_values(evals[n]) for n in names):
         return None
     out: dict[int, list[float]] = {}
     for n in names:

@@ -38,6 +38,13 @@ class Row:
     main: str | None = None
 
 
+def _write_result(path: Path, result: dict[str, Any]) -> None:
+    """Write ``result.json`` atomically: an interrupted write never leaves a half file that reads as finished."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, path)
+
+
 def _run_row(row: Row, out: str, threads: int) -> dict[str, Any]:
     from innerloop.evaluate import evaluate_run
     from innerloop.train import train
@@ -75,9 +82,7 @@ def _run_row(row: Row, out: str, threads: int) -> dict[str, Any]:
         result["extra"] = res["extra"]
     if evals:
         result["evals"] = evals
-    tmp = result_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, result_path)
+    _write_result(result_path, result)
     print(f"[row done] {row.id}: {res['metric']} {res['mean']:.4f} +- {res['ci95']:.4f}", file=sys.stderr, flush=True)
     return result
 
@@ -86,7 +91,7 @@ def rescore_row(row: Row, out: str, threads: int = 1) -> dict[str, Any]:
     """Re-run a finished row's evaluations to add the per-task scores (``values``) that rows scored before
     they were stored lack, leaving training untouched. The test tasks are fixed, so every recomputed mean
     must equal the stored one: a mismatch (another checkpoint, data or code) raises instead of mixing runs."""
-    from innerloop.evaluate import evaluate_run
+    from innerloop.evaluate import evaluate_run, has_values
 
     torch.set_num_threads(threads)
     run_dir = Path(out) / "runs" / row.id
@@ -96,7 +101,7 @@ def rescore_row(row: Row, out: str, threads: int = 1) -> dict[str, Any]:
     result = json.loads(result_path.read_text())
     evals = dict(result.get("evals", {}))
     for name, kw in (row.evals or {}).items():
-        if name in evals and all("values" in s for s in evals[name].get("by_steps", [evals[name]])):
+        if name in evals and has_values(evals[name]):
             continue
         new = evaluate_run(run_dir, **kw)
         old = evals.get(name)
@@ -107,9 +112,7 @@ def rescore_row(row: Row, out: str, threads: int = 1) -> dict[str, Any]:
     result["evals"] = evals
     if row.main is not None:
         result["by_steps"] = evals[row.main].get("by_steps", result.get("by_steps"))
-    tmp = result_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, result_path)
+    _write_result(result_path, result)
     return result
 
 
