@@ -35,13 +35,11 @@ def main() -> None:
     n = args.task + 1
     batch = next(iter(tasks.eval_batches(n, cfg.eval.seed, cfg.task.eval_query, n, sources=[args.source])))
     torch.manual_seed(cfg.eval.seed)
-    for family, group in meta._groups(batch).items():
+    for family, group in meta.groups(batch).items():
         learner, loop = meta.learners[family], meta.loops[family]
-        shared, static, per_task = meta._start(family, meta._count(group))
-        start = per_task if per_task is not None else {k: v.expand(n, *v.shape) for k, v in {**shared, **static}.items()}
-        full = {k: v[args.task].detach() for k, v in start.items()}
-        params = {k: v for k, v in full.items() if k in learner.inner}
-        stat = {k: v for k, v in full.items() if k not in learner.inner}
+        starts, others = meta.task_starts(family, n)
+        params = {k: v[args.task].detach() for k, v in starts.items()}
+        stat = {k: v[args.task].detach() for k, v in others.items()}
         xs, ys, xq, yq = (t[args.task] for t in group)
         state, done = meta.rule.init_state(params), 0
         print(f"{family}: task {args.task} of source {args.source}")

@@ -26,6 +26,9 @@ def main() -> None:
     ap.add_argument("out", help="its output folder, e.g. results/lft-classification")
     ap.add_argument("rows", nargs="+", help="row ids")
     ap.add_argument("--budget", default="cpu")
+    ap.add_argument("--tolerance", type=float, default=0.0,
+                    help="admit a recomputed mean this far (metric units) from the stored one: float rounding of "
+                         "long unrolls; the old mean is kept as rescored_from")
     args = ap.parse_args()
     os.environ.setdefault("INNERLOOP_DATA", str(ROOT.parent / "shared/data"))
     os.environ.setdefault("INNERLOOP_VICTIMS", str(ROOT / "results/victims"))
@@ -38,10 +41,11 @@ def main() -> None:
         if rid not in rows:
             raise SystemExit(f"unknown row {rid!r}; rows: {', '.join(rows)}")
         try:
-            res = rescore_row(rows[rid], args.out, int(os.environ.get("INNERLOOP_THREADS", "1")))
+            res = rescore_row(rows[rid], args.out, int(os.environ.get("INNERLOOP_THREADS", "1")), args.tolerance)
         except UserError as e:
             raise SystemExit(f"error: {e}") from None
-        print(rid, {k: round(v["mean"], 2) for k, v in res["evals"].items()}, flush=True)
+        print(rid, {k: round(v["mean"], 2) for k, v in res["evals"].items()},
+              {k: f"was {v['rescored_from']:.2f}" for k, v in res["evals"].items() if "rescored_from" in v}, flush=True)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,22 @@ def test_rescoring_adds_per_task_values_and_refuses_a_changed_run(tmp_path):
     path.write_text(json.dumps(old))
     with pytest.raises(UserError, match="changed since it was scored"):
         rescore_row(row, str(tmp_path), 1)
+    with pytest.raises(UserError, match="changed since it was scored"):
+        rescore_row(row, str(tmp_path), 1, tolerance=0.5)  # a tolerance smaller than the gap still refuses
+    drifted = rescore_row(row, str(tmp_path), 1, tolerance=1.5)  # float rounding: the new evaluation replaces it
+    assert drifted["evals"]["one"]["mean"] == first["evals"]["one"]["mean"]
+    assert drifted["evals"]["one"]["rescored_from"] == pytest.approx(old["evals"]["one"]["mean"])
+    assert drifted["mean"] == first["mean"] and "values" in drifted["by_steps"][0]
     with pytest.raises(UserError, match="finish the row first"):
         rescore_row(Row(id="x", method="MAML", setting={}, config="sinusoid/maml", overrides=fast, paper=None),
                     str(tmp_path), 1)
+
+
+def test_rescored_lines_name_every_moved_evaluation():
+    from innerloop.reproduce.runner import rescored_lines
+
+    moved = {"method": "LFT", "setting": {"train": "MNIST", "oracle": "fo"},
+             "evals": {"MNIST": {"mean": 69.2, "rescored_from": 69.0}, "CIFAR-10": {"mean": 50.0}}}
+    assert rescored_lines([None, {"method": "L2O", "setting": {}, "evals": {"MNIST": {"mean": 1.0}}}]) == []
+    text = " ".join(rescored_lines([moved, None]))
+    assert "LFT (MNIST, fo) on MNIST: 69.00 -> 69.20" in text and "CIFAR-10" not in text

@@ -45,10 +45,9 @@ def mlp_meta(order, objective="lft", executor="loop", preprocess="log_sign", ora
 
 def loss_at(meta, batch):
     torch.manual_seed(11)  # the same per-task random inits for every evaluation
-    groups = meta._groups(batch)
-    fam, tasks = next(iter(groups.items()))
+    fam, tasks = next(iter(meta.groups(batch).items()))
     n = tasks[0].shape[0]
-    _, _, per_task = meta._start(fam, n)
+    per_task, _ = meta.task_starts(fam, n)
     w = meta.objective.step_weights(meta.steps, 0)
     tot = 0
     for i in range(n):

@@ -97,7 +97,8 @@ class MetaLearner(nn.Module):
         return next(iter(self.inits.values()))
 
     # ------------------------------------------------------------------ helpers
-    def _groups(self, batch) -> dict[str, Any]:
+    def groups(self, batch) -> dict[str, Any]:
+        """Split a batch into ``family -> tasks`` (a plain batch belongs to the only family)."""
         if isinstance(batch, Mapping):
             unknown = set(batch) - set(self.learners)
             if unknown:
@@ -133,6 +134,16 @@ class MetaLearner(nn.Module):
             raise ConfigError("this meta-learner draws a fresh initialisation per task: there is no shared theta_0")
         return shared, static
 
+    def task_starts(self, family: str, n: int) -> tuple[Params, Params]:
+        """Starting points of ``n`` tasks of ``family``: (theta_0^i of the adapted tensors, the other tensors),
+        each ``[n, ...]``. A shared init is expanded; a per-task init (random init) draws ``n`` fresh ones."""
+        shared, static, per_task = self._start(family, n)
+        if per_task is None:
+            per_task = {k: v.expand(n, *v.shape) for k, v in {**shared, **static}.items()}
+        names = self.learners[family].inner
+        return ({k: v for k, v in per_task.items() if k in names},
+                {k: v for k, v in per_task.items() if k not in names})
+
     def spans(self) -> list[tuple[int, int]]:
         """Step ranges backpropagated separately (one optimiser update each under truncation)."""
         t = self.truncation or self.steps
@@ -151,7 +162,7 @@ class MetaLearner(nn.Module):
     def meta_backward_span(self, batch, epoch: int, start: int, stop: int, carry: dict | None):
         """Backpropagate the meta-loss of steps ``start .. stop-1`` from ``carry`` (the detached
         inner state per family at ``start``; None at step 0). Returns losses, aux, next carry."""
-        groups = self._groups(batch)
+        groups = self.groups(batch)
         total = sum(self._count(t) for t in groups.values())
         weights = self.objective.step_weights(self.steps, epoch)[start:stop]
         all_losses, all_aux, new_carry = [], [], {}
@@ -261,7 +272,7 @@ class MetaLearner(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             results, infos = [], []
-            for family, tasks in self._groups(batch).items():
+            for family, tasks in self.groups(batch).items():
                 v, i = self._evaluate_family(family, tasks, marks, chunk)
                 results.append(v)
                 infos.append(i)

@@ -15,7 +15,7 @@ from typing import Any
 from innerloop.errors import UserError
 from innerloop.evaluate import pooled
 from innerloop.reproduce.paired import paired, paired_table, pooled_columns
-from innerloop.reproduce.runner import Row, default_device, train_table, truncated_horizon
+from innerloop.reproduce.runner import Row, default_device, rescored_lines, train_table, truncated_horizon
 TRAIN = {"CIFAR-10 (CNN)": ["cifar10"], "MNIST+CIFAR-10": ["mnist", "cifar10"]}
 TEST = {"MNIST (MLP)": ["mnist"], "CIFAR-10 (CNN)": ["cifar10"], "mixed": ["mnist", "cifar10"]}
 COLUMNS = pooled_columns(TEST)  # the mixture pools the two sources' test tasks
@@ -161,7 +161,7 @@ def steps_table(rows: list[dict[str, Any]], steps: list[int]) -> list[str]:
 
 
 def write_markdown(out: Path, rows: list[dict[str, Any]], budget: str, info: dict[str, Any],
-                   pairs: list[dict[str, Any]] = ()) -> None:
+                   pairs: list[dict[str, Any]] = (), notes: list[str] = ()) -> None:
     b = BUDGETS[budget]
     mlp, filters, lstm = "-".join(map(str, b["mlp"])), b["filters"], "x".join(map(str, b["lstm"]))
     last = {(r["setting"]["train"], r["method"], r["setting"]["test"]): r for r in rows
@@ -202,6 +202,7 @@ def write_markdown(out: Path, rows: list[dict[str, Any]], budget: str, info: dic
     lines += steps_table(rows, b["steps"])
     if pairs:
         lines += ["", *paired_table(list(pairs), ["train"], b["steps"], "accuracy points")]
+    lines += list(notes)
     lines += ["", "![accuracy against fine-tuning steps](figure3.png)", ""]
     (out / "results.md").write_text("\n".join(lines))
 
@@ -216,6 +217,6 @@ def reproduce(budget: str, out: str, jobs: int = 1, device: str | None = None, o
     out_path = Path(out)
     (out_path / "results.json").write_text(json.dumps(report, indent=1))
     plot(table, out_path / "figure3.png")
-    write_markdown(out_path, table, budget, info, pairs)
+    write_markdown(out_path, table, budget, info, pairs, rescored_lines(trained))
     print(f"wrote {out_path / 'results.md'}, results.json and figure3.png")
     return report

@@ -18,7 +18,7 @@ from typing import Any
 from innerloop.errors import UserError
 from innerloop.evaluate import pooled
 from innerloop.reproduce.paired import paired, paired_table, pooled_columns
-from innerloop.reproduce.runner import Row, default_device, train_table, truncated_horizon
+from innerloop.reproduce.runner import Row, default_device, rescored_lines, train_table, truncated_horizon
 TRAIN = {"MNIST": ["mnist"], "MNIST+CIFAR-10": ["mnist", "cifar10"]}
 TEST = {"MNIST": ["mnist"], "CIFAR-10": ["cifar10"], "MNIST+CIFAR-10": ["mnist", "cifar10"]}
 COLUMNS = pooled_columns(TEST)  # the mixture pools the two sources' test tasks
@@ -148,7 +148,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def write_markdown(out: Path, rows: list[dict[str, Any]], budget: str, info: dict[str, Any], victims: dict,
-                   pairs: list[dict[str, Any]] = ()) -> None:
+                   pairs: list[dict[str, Any]] = (), notes: list[str] = ()) -> None:
     b = BUDGETS[budget]
     cell = lambda r: "—" if r is None else (
         f"{r['mean']:.0f}% ± {r['ci95']:.0f} / {r['distortion_rms']:.3f} / {r['step_to_threshold'] or 'N/A'}")
@@ -200,6 +200,7 @@ def write_markdown(out: Path, rows: list[dict[str, Any]], budget: str, info: dic
     if pairs:
         steps = sorted({p["setting"]["steps"] for p in pairs})
         lines += ["", *paired_table(list(pairs), ["train", "oracle"], steps, "ASR points")]
+    lines += list(notes)
     lines += ["", "![ASR against fine-tuning steps](figure2.png)", ""]
     (out / "results.md").write_text("\n".join(lines))
 
@@ -229,6 +230,6 @@ def reproduce(budget: str, out: str, jobs: int = 1, device: str | None = None, o
     out_path = Path(out)
     (out_path / "results.json").write_text(json.dumps(report, indent=1))
     plot(table, out_path / "figure2.png")
-    write_markdown(out_path, table, budget, info, report["victims"], pairs)
+    write_markdown(out_path, table, budget, info, report["victims"], pairs, rescored_lines(trained))
     print(f"wrote {out_path / 'results.md'}, results.json and figure2.png")
     return report
