@@ -27,8 +27,8 @@ def main() -> None:
     ap.add_argument("rows", nargs="+", help="row ids")
     ap.add_argument("--budget", default="cpu")
     ap.add_argument("--tolerance", type=float, default=0.0,
-                    help="admit a recomputed mean this far (metric units) from the stored one: float rounding of "
-                         "long unrolls; the old mean is kept as rescored_from")
+                    help="admit a recomputed mean this far (metric units) from the stored one: float-level code "
+                         "changes amplified by long unrolls; the old mean is kept as rescored_from")
     args = ap.parse_args()
     os.environ.setdefault("INNERLOOP_DATA", str(ROOT.parent / "shared/data"))
     os.environ.setdefault("INNERLOOP_VICTIMS", str(ROOT / "results/victims"))

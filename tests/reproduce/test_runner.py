@@ -72,7 +72,7 @@ def test_rescoring_adds_per_task_values_and_refuses_a_changed_run(tmp_path):
         rescore_row(row, str(tmp_path), 1)
     with pytest.raises(UserError, match="changed since it was scored"):
         rescore_row(row, str(tmp_path), 1, tolerance=0.5)  # a tolerance smaller than the gap still refuses
-    drifted = rescore_row(row, str(tmp_path), 1, tolerance=1.5)  # float rounding: the new evaluation replaces it
+    drifted = rescore_row(row, str(tmp_path), 1, tolerance=1.5)  # float-level drift: the new evaluation replaces it
     assert drifted["evals"]["one"]["mean"] == first["evals"]["one"]["mean"]
     assert drifted["evals"]["one"]["rescored_from"] == pytest.approx(old["evals"]["one"]["mean"])
     assert drifted["mean"] == first["mean"] and "values" in drifted["by_steps"][0]

@@ -93,9 +93,10 @@ def rescore_row(row: Row, out: str, threads: int = 1, tolerance: float = 0.0) ->
     must equal the stored one: a mismatch (another checkpoint, data or code) raises instead of mixing runs.
 
     ``tolerance`` (in the metric's units, e.g. ASR points) admits a recomputed mean that differs by at most
-    that much, for rows whose long sign-sensitive unrolls (an LSTM fine-tuner, 200 steps) amplify float
-    rounding of another thread count or build: the new evaluation replaces the old, whose mean is kept as
-    ``rescored_from`` so the table can say so."""
+    that much, for rows whose long sign-sensitive unrolls (an LSTM fine-tuner, 200 steps) amplify float-level
+    changes in the code or build since the row was scored (thread count is not one: 1 and 2 threads give
+    identical per-task scores): the new evaluation replaces the old, whose mean is kept as ``rescored_from``
+    so the table can say so."""
     from innerloop.evaluate import evaluate_run, has_values
 
     torch.set_num_threads(threads)
@@ -115,7 +116,7 @@ def rescore_row(row: Row, out: str, threads: int = 1, tolerance: float = 0.0) ->
             if drift > max(tolerance, 1e-6 * max(1.0, abs(old["mean"]))):
                 raise UserError(f"{row.id}/{name}: the re-evaluation gives {new['mean']:.4f}, the stored result "
                                 f"{old['mean']:.4f}: the run changed since it was scored; delete result.json to "
-                                "rescore it (or pass --tolerance if the gap is float rounding)")
+                                "rescore it (or pass --tolerance if the gap is float-level drift)")
             if drift > 1e-6 * max(1.0, abs(old["mean"])):
                 new["rescored_from"] = old.get("rescored_from", old["mean"])
         evals[name] = new
@@ -135,8 +136,8 @@ def rescored_lines(results: list[dict[str, Any] | None]) -> list[str]:
         return []
     parts = [f"{r['method']} ({', '.join(map(str, r['setting'].values()))}) on {name}: {e['rescored_from']:.2f} -> "
              f"{e['mean']:.2f}" for r, name, e in moved]
-    return ["", "Re-evaluated to add per-task scores (same checkpoint and test tasks; the long sign-sensitive unroll "
-            "amplifies float rounding of another thread count): " + "; ".join(parts) + "."]
+    return ["", "Re-evaluated to add per-task scores (same checkpoint and test tasks; float-level changes in the "
+            "code since the row was scored, amplified by the long sign-sensitive unroll): " + "; ".join(parts) + "."]
 
 
 def hardware(device: str) -> dict[str, Any]:
