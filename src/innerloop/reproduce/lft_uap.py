@@ -224,6 +224,7 @@ def reproduce(budget: str, out: str, jobs: int = 1, device: str | None = None, o
     steps = [s for s in PAIRED_STEPS if s <= BUDGETS[budget]["steps"]] or [BUDGETS[budget]["steps"]]
     pairs = paired(trained, lambda r: {"train": r["setting"]["train"], "oracle": r["setting"]["oracle"].upper()},
                    COLUMNS, steps=steps)
+    pairs.sort(key=lambda p: (list(TRAIN).index(p["setting"]["train"]), p["setting"]["oracle"]))  # not finish order
     report = {"name": "lft-uap", "budget": budget, **info, "threshold": THRESHOLD,
               "victims": {k: {"test_accuracy": v["test_accuracy"]} for k, v in victims.items()}, "rows": table,
               "paired": pairs}
