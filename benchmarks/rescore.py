@@ -13,7 +13,6 @@ afterwards to regenerate the tables (with the paired LFT - L2O differences). Dat
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 from pathlib import Path
 
@@ -33,10 +32,13 @@ def main() -> None:
     os.environ.setdefault("INNERLOOP_DATA", str(ROOT.parent / "shared/data"))
     os.environ.setdefault("INNERLOOP_VICTIMS", str(ROOT / "results/victims"))
     from innerloop.errors import UserError
+    from innerloop.reproduce import reproduction_rows
     from innerloop.reproduce.runner import rescore_row
 
-    module = importlib.import_module(f"innerloop.reproduce.{args.name.replace('-', '_')}")
-    rows = {r.id: r for r in module.rows_for(args.budget, "cpu")}
+    try:
+        rows = reproduction_rows(args.name, args.budget)
+    except UserError as e:
+        raise SystemExit(f"error: {e}") from None
     for rid in args.rows:
         if rid not in rows:
             raise SystemExit(f"unknown row {rid!r}; rows: {', '.join(rows)}")

@@ -5,30 +5,29 @@
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+from typing import TYPE_CHECKING
+
 from innerloop.errors import UserError
+
+if TYPE_CHECKING:
+    from innerloop.reproduce.runner import Row
 
 REPRODUCTIONS = ("alfa-sinusoid", "lft-sinusoid", "omniglot", "lft-uap", "lft-classification")
 
 
+def reproduction(name: str) -> ModuleType:
+    """The module of reproduction ``name`` (``reproduce(budget, out, ...)`` and ``rows_for(budget, device)``)."""
+    if name not in REPRODUCTIONS:
+        raise UserError(f"unknown reproduction {name!r}; available: {', '.join(REPRODUCTIONS)}")
+    return importlib.import_module(f"innerloop.reproduce.{name.replace('-', '_')}")
+
+
+def reproduction_rows(name: str, budget: str, device: str = "cpu") -> dict[str, Row]:
+    """Reproduction ``name``'s rows at ``budget``, by row id."""
+    return {r.id: r for r in reproduction(name).rows_for(budget, device)}
+
+
 def run_reproduction(name: str, budget: str, out: str, jobs: int = 1, device: str | None = None, only: str | None = None):
-    if name == "alfa-sinusoid":
-        from innerloop.reproduce.alfa_sinusoid import reproduce
-
-        return reproduce(budget, out, jobs=jobs, device=device, only=only)
-    if name == "lft-sinusoid":
-        from innerloop.reproduce.lft_sinusoid import reproduce
-
-        return reproduce(budget, out, jobs=jobs, device=device, only=only)
-    if name == "omniglot":
-        from innerloop.reproduce.omniglot import reproduce
-
-        return reproduce(budget, out, jobs=jobs, device=device, only=only)
-    if name == "lft-uap":
-        from innerloop.reproduce.lft_uap import reproduce
-
-        return reproduce(budget, out, jobs=jobs, device=device, only=only)
-    if name == "lft-classification":
-        from innerloop.reproduce.lft_classification import reproduce
-
-        return reproduce(budget, out, jobs=jobs, device=device, only=only)
-    raise UserError(f"unknown reproduction {name!r}; available: {', '.join(REPRODUCTIONS)}")
+    return reproduction(name).reproduce(budget, out, jobs=jobs, device=device, only=only)
