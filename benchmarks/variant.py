@@ -8,9 +8,10 @@
 Builds row ROW of ``innerloop reproduce NAME --budget cpu`` with the ``--set``-style OVERRIDES appended, and runs
 it as the reproduction runs its rows (resumable; evaluated on the same fixed test tasks) into
 ``results/NAME/variants/runs/VARIANT``. ``--extend`` starts the variant from the finished row's checkpoint
-(or, ``--extend OTHER``, from variant OTHER's) instead of from scratch, so ``train.iterations=N`` (the only training
-setting a resumed run may change) continues that meta-training to N iterations; the source folder is never written. A variant whose ``config.toml``
-equals what a row produces after a protocol change can be moved into ``results/NAME/runs/<row>``. Data from
+(or, ``--extend OTHER``, from variant OTHER's) instead of from scratch, so ``train.iterations=N`` (the only
+training setting a resumed run may change) continues that meta-training to N iterations; the source folder is
+never written. A variant whose ``config.toml`` equals what a row produces after a protocol change can be moved
+into ``results/NAME/runs/<row>``. Data from
 ``$INNERLOOP_DATA`` (default ../shared/data), victims from ``$INNERLOOP_VICTIMS`` (default results/victims); one
 thread unless ``INNERLOOP_THREADS`` says otherwise.
 """
@@ -28,16 +29,16 @@ NAMES = ("lft-classification", "lft-uap")
 SEED_FILES = ("checkpoint.pt", "config.toml", "metrics.jsonl")  # what a resumed run reads
 
 
-def seed_from_row(row_dir: Path, run_dir: Path) -> None:
+def seed_from(source: Path, run_dir: Path) -> None:
     """Copy a finished run's checkpoint, config and metrics into an empty variant folder (once)."""
     if (run_dir / "checkpoint.pt").is_file():
         return  # already seeded (or already extending): resume from there
-    if not (row_dir / "result.json").is_file():
-        raise SystemExit(f"error: {row_dir} holds no finished run (result.json): finish it first, or drop --extend")
+    if not (source / "result.json").is_file():
+        raise SystemExit(f"error: {source} holds no finished run (result.json): finish it first, or drop --extend")
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in SEED_FILES:
-        if (row_dir / name).is_file():
-            shutil.copy2(row_dir / name, run_dir / name)
+        if (source / name).is_file():
+            shutil.copy2(source / name, run_dir / name)
 
 
 def main() -> None:
@@ -53,7 +54,6 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("INNERLOOP_DATA", str(ROOT.parent / "shared/data"))
     os.environ.setdefault("INNERLOOP_VICTIMS", str(ROOT / "results/victims"))
-    
     from innerloop.errors import UserError
     from innerloop.reproduce import reproduction_rows
     from innerloop.reproduce.runner import _run_row
@@ -64,7 +64,7 @@ def main() -> None:
     out = ROOT / "results" / args.name / "variants"
     if args.extend is not None:
         source = out / "runs" / args.extend if args.extend else ROOT / "results" / args.name / "runs" / args.row
-        seed_from_row(source, out / "runs" / args.variant)
+        seed_from(source, out / "runs" / args.variant)
     row = replace(rows[args.row], id=args.variant, overrides=rows[args.row].overrides + args.overrides)
     try:
         res = _run_row(row, str(out), int(os.environ.get("INNERLOOP_THREADS", "1")))

@@ -94,9 +94,9 @@ def rescore_row(row: Row, out: str, threads: int = 1, tolerance: float = 0.0) ->
 
     ``tolerance`` (in the metric's units, e.g. ASR points) admits a recomputed mean that differs by at most
     that much, for rows whose long sign-sensitive unrolls (an LSTM fine-tuner, 200 steps) amplify float-level
-    changes in the code or build since the row was scored (thread count is not one: 1 and 2 threads give
-    identical per-task scores): the new evaluation replaces the old, whose mean is kept as ``rescored_from``
-    so the table can say so."""
+    changes in the code or build since the row was scored (not the thread count: 1 and 2 threads gave
+    identical scores on 8 test tasks of a drifted row): the new evaluation replaces the old, whose mean is kept
+    as ``rescored_from`` so the table can say so."""
     from innerloop.evaluate import evaluate_run, has_values
 
     torch.set_num_threads(threads)
