@@ -173,3 +173,27 @@ def test_checkpointed_training_matches_plain(tmp_path):
     a, b = final_params(tmp_path / "plain"), final_params(tmp_path / "ck")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+
+
+def test_periodic_evaluation_records_training_time_and_can_stop_training(tmp_path):
+    """train.eval_every scores the fixed test tasks with the training time so far (evaluation excluded), and
+    on_eval can stop the run there with a checkpoint that resumes exactly (the time-to-accuracy benchmark's hook)."""
+    seen = []
+
+    def on_eval(record):
+        seen.append(record)
+        return record["iteration"] >= 6
+
+    summary = train(cfg("train.eval_every=3"), tmp_path / "run", progress=False, on_eval=on_eval)
+    assert summary["iterations"] == 6
+    assert [r["iteration"] for r in seen] == [3, 6]
+    assert all(r["elapsed_s"] > 0 and r["eval_s"] > 0 and r["eval"]["tasks"] == 20 for r in seen)
+    assert seen[0]["elapsed_s"] < seen[1]["elapsed_s"] < summary["elapsed_s"] + 1e-6
+    logged = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [l["iteration"] for l in logged if "eval" in l] == [3, 6]
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["iteration"] == 6
+    train(cfg("train.eval_every=3"), tmp_path / "run", resume=True, progress=False)  # goes on to 12
+    whole = train(cfg("train.eval_every=3"), tmp_path / "whole", progress=False)
+    assert whole["iterations"] == 12
+    a, b = final_params(tmp_path / "run"), final_params(tmp_path / "whole")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -226,7 +226,8 @@ def build(cfg: Config) -> tuple[SinusoidTasks | EpisodeTasks | TaskMixture, Meta
     meta = MetaLearner(
         learner_arg, init_arg, rule, build_oracle(cfg), objective, cfg.inner.steps,
         executor=cfg.train.executor, checkpoint=cfg.train.checkpoint_unroll, device=device,
-        truncation=cfg.train.truncation, attenuator=attenuator,
+        truncation=cfg.train.truncation, attenuator=attenuator, compile=cfg.train.compile,
+        workers=cfg.train.workers,
     )
     for mdl in models.values():
         mdl.to(device=device, dtype=DTYPES[cfg.train.dtype])

@@ -137,6 +137,8 @@ class TrainConfig:
     stall_windows: int = 5  # stop when this many consecutive logged meta-losses agree to 1e-4 relative (0: off)
     eval_every: int = 0  # 0: off; else evaluate on the fixed eval tasks every N iterations (metrics.jsonl)
     truncation: int = 0  # 0: off; else truncated backprop every N inner steps (one update per segment)
+    compile: bool = False  # torch.compile the batched (vmap) meta-loss: ~2-3x on small MLPs, ~40 s to compile once
+    workers: int = 1  # loop executor: tasks run in this many threads, one intra-op thread each (0 = one per CPU core)
 
 
 @dataclass

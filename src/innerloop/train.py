@@ -12,7 +12,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -65,8 +65,15 @@ def _read_config(run_dir: Path) -> Config:
     return apply(Config(), tomllib.loads(path.read_text()), where=str(path))
 
 
-def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Meta-train per ``cfg`` into ``out_dir``; returns a summary dict."""
+def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
+          on_eval: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+    """Meta-train per ``cfg`` into ``out_dir``; returns a summary dict.
+
+    With ``train.eval_every`` = N, the fixed evaluation tasks are scored every N iterations and the record
+    ``{"iteration", "elapsed_s" (training time so far, evaluation excluded), "eval_s", "eval"}`` is appended
+    to ``metrics.jsonl``; ``on_eval(record)`` returning True then stops training there (checkpoint kept), e.g.
+    once an accuracy or a time budget is reached.
+    """
     out = Path(out_dir)
     ck_path = out / ckpt.CHECKPOINT
     if ck_path.exists() and not resume:
@@ -189,14 +196,23 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
                         f"constants); {kept} — lower rule.scale or rule.lr (an LSTM rule: rule.bias = false) and "
                         "start a new --out, or set train.stall_windows = 0 to go on"
                     )
+            stop = False
             if cfg.train.eval_every and it % cfg.train.eval_every == 0:
                 from innerloop.evaluate import evaluate_meta
 
-                log.write(json.dumps({"iteration": it, "eval": evaluate_meta(cfg, meta, tasks)}) + "\n")
+                t_eval = time.perf_counter()
+                result = evaluate_meta(cfg, meta, tasks)
+                record = {"iteration": it, "elapsed_s": round(elapsed, 3),
+                          "eval_s": round(time.perf_counter() - t_eval, 3), "eval": result}
+                log.write(json.dumps(record) + "\n")
                 log.flush()
-            if it % cfg.train.checkpoint_every == 0 or it == total:
+                stop = bool(on_eval and on_eval(record))
+                t_window += record["eval_s"]  # the window's tasks/s counts training only
+            if it % cfg.train.checkpoint_every == 0 or it == total or stop:
                 log.flush()
                 save(it)
+            if stop:
+                break
     except KeyboardInterrupt:
         log.close()
         bar.close()

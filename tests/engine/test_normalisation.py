@@ -101,3 +101,58 @@ def test_auto_mode_per_workload():
     assert choose_mode(Learner(MLP(1, [4], 1), "mse"), "cpu") == "vmap"
     assert choose_mode(Learner(Conv4(1, 3, 4, 16), "cross_entropy"), "cpu") == "loop"
     assert choose_mode(Learner(Conv4(1, 3, 4, 16), "cross_entropy"), "cuda") == "vmap"
+
+
+def _set_fused(model, fused):
+    for m in model.modules():
+        if isinstance(m, BatchNorm):
+            m.fused = fused
+    return model
+
+
+@pytest.mark.parametrize("adapt_norm", [False, True])
+def test_loop_path_runs_the_fused_kernel_with_the_composite_meta_gradient(monkeypatch, adapt_norm):
+    """Outside torch.func transforms our BatchNorm calls PyTorch's fused kernel (exact there, and faster);
+    the meta-gradient equals the elementary form's to 1e-9, and under vmap the fused kernel is never used."""
+    from torch.nn import functional as F
+
+    calls = []
+    real = F.batch_norm
+    monkeypatch.setattr(F, "batch_norm", lambda *a, **k: calls.append(1) or real(*a, **k))
+    torch.manual_seed(0)
+    model = Conv4(1, 3, filters=4, image_size=16).double()
+    batch = episode_batch()
+    fused = grads(_set_fused(model, True), "sgd", "loop", 2, batch, adapt_norm)
+    assert calls, "the loop path should use the fused kernel"
+    calls.clear()
+    composite = grads(_set_fused(model, False), "sgd", "loop", 2, batch, adapt_norm)
+    assert not calls
+    vmapped = grads(_set_fused(model, True), "sgd", "vmap", 2, batch, adapt_norm)
+    assert not calls, "vmap must never reach the fused kernel (functorch#534)"
+    for x, y, z in zip(fused, composite, vmapped):
+        torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(x, z, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("executor", ["loop", "vmap"])
+def test_conv_meta_gradient_matches_finite_differences(executor):
+    """Second order through conv + batch norm + ReLU + max-pool, two inner steps, both executors."""
+    from tests.gradcheck import directional_checks
+
+    torch.manual_seed(0)
+    model = Conv4(1, 3, filters=3, image_size=16).double()
+    batch = episode_batch(tasks=2)
+    learner = Learner(model, "cross_entropy")
+    meta = MetaLearner(learner, LearnedInit(model).double(), SGD(0.3), AutogradOracle("second"), steps=2,
+                       executor=executor)
+    meta.zero_grad()
+    meta.meta_backward(batch)
+    g = [p.grad.clone() for p in meta.parameters()]
+
+    def loss():
+        theta0, static = meta.start()
+        return torch.stack([meta.loop.meta_loss(dict(theta0), None, static, *(t[i] for t in batch), meta.objective.step_weights(2, 0))[0]
+                            for i in range(2)]).mean()
+
+    for analytic, fd in directional_checks(list(meta.parameters()), loss, g):
+        assert analytic == pytest.approx(fd, rel=1e-6, abs=1e-9)

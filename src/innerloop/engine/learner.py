@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import threading
 from functools import partial
 from typing import Callable
 
@@ -65,6 +67,7 @@ class Learner:
                     "or use innerloop.models.BatchNorm (the inner loop uses batch statistics)"
                 )
         self.model = model
+        self._replica = threading.local()  # per-thread copies of the module (see :meth:`use_replica`)
         self.loss_name = loss
         self._loss = partial(cw_margin, kappa=kappa) if loss == "cw" else LOSSES[loss]
         self.inner, self.outer = split_inner_outer(model, adapt_norm)
@@ -87,8 +90,17 @@ class Learner:
     def has_conv(self) -> bool:
         return any(isinstance(m, nn.modules.conv._ConvNd) for m in self.model.modules())
 
+    def use_replica(self) -> None:
+        """Give the calling thread its own copy of the module for :meth:`forward`.
+
+        ``functional_call`` runs the module by swapping the given tensors into it for the call, so two threads
+        calling it on one module would run with each other's weights; task threads
+        (:func:`~innerloop.engine.executor.loop_parallel`) call this first. The copy's own tensors are never
+        used: every parameter is passed in."""
+        self._replica.model = copy.deepcopy(self.model)
+
     def forward(self, params: Params, x: Tensor) -> Tensor:
-        return functional_call(self.model, params, (x,))
+        return functional_call(getattr(self._replica, "model", None) or self.model, params, (x,))
 
     def loss(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
         loss = self._loss(self.forward(params, x), y)

@@ -31,6 +31,8 @@ class InnerLoop:
     oracle: object
 
     def support_loss_fn(self, static: Params, x: Tensor, y: Tensor):
+        if not static:
+            return lambda p: self.learner.loss(p, x, y)
         return lambda p: self.learner.loss({**static, **p}, x, y)
 
     def run(
@@ -63,7 +65,7 @@ class InnerLoop:
         if state is None:
             state = self.rule.init_state(params)
         loss_fn = self.support_loss_fn(static, x_in, y_in)
-        total = torch.zeros((), dtype=x_in.dtype, device=x_in.device)
+        total = None
         infos, support = [], []
         for i, w in enumerate(weights):
             loss, grads, _ = self.oracle(loss_fn, params)
@@ -71,7 +73,11 @@ class InnerLoop:
             infos.append(info)
             support.append(loss.detach())
             if w:
-                total = total + w * self.learner.loss({**static, **params}, x_meta, y_meta)
+                term = self.learner.loss({**static, **params} if static else params, x_meta, y_meta)
+                term = term if w == 1 else w * term
+                total = term if total is None else total + term
+        if total is None:  # every weight zero (a truncated span before the scored steps)
+            total = torch.zeros((), dtype=x_in.dtype, device=x_in.device)
         aux = stack_infos(infos)
         aux["support_loss"] = torch.stack(support)
         return total, aux, params, state
