@@ -188,7 +188,7 @@ def test_periodic_evaluation_records_training_time_and_can_stop_training(tmp_pat
     assert summary["iterations"] == 6
     assert [r["iteration"] for r in seen] == [3, 6]
     assert all(r["elapsed_s"] > 0 and r["eval_s"] > 0 and r["eval"]["tasks"] == 20 for r in seen)
-    assert seen[0]["elapsed_s"] < seen[1]["elapsed_s"] < summary["elapsed_s"] + 1e-6
+    assert seen[0]["elapsed_s"] < seen[1]["elapsed_s"] <= round(summary["elapsed_s"], 3) + 1e-3  # records round to ms
     logged = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [l["iteration"] for l in logged if "eval" in l] == [3, 6]
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["iteration"] == 6
