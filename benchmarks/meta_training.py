@@ -197,7 +197,7 @@ def engine(device: str, quick: bool, compile_conv: bool,
             if worst[v] > 1e-4:
                 raise SystemExit(f"{workload}: {v}'s meta-gradient differs from the eager vmap's ({worst[v]:.2e})")
         # many short rounds: each ratio compares neighbours in time (this machine's speed drifts by +-20%)
-        rounds = (15 if quick else 40) if workload == "sinusoid" else (3 if quick else 6)
+        rounds = (15 if quick else 40) if workload == "sinusoid" else (3 if quick else 6 if workload == "conv" else 15)
         iters = {v: (1 if workload != "sinusoid" or "loop" in v else 4) for v in variants}
         speed = {v: [] for v in variants}
         for _ in range(rounds):
