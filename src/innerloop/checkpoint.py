@@ -37,15 +37,40 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((py[0], tuple(py[1]), py[2]))
 
 
-def save(path: Path, state: dict[str, Any]) -> None:
-    """Write to a temporary file, fsync, then rename: a crash never leaves a half-written checkpoint."""
+def non_finite(state: Any, prefix: str = "") -> list[str]:
+    """Names of the floating-point tensors in a nested dict/list that hold NaN or infinity."""
+    if isinstance(state, torch.Tensor):
+        return [prefix or "tensor"] if state.is_floating_point() and not bool(torch.isfinite(state).all()) else []
+    if isinstance(state, dict):
+        return [n for k, v in state.items() for n in non_finite(v, f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(state, (list, tuple)):
+        return [n for i, v in enumerate(state) for n in non_finite(v, f"{prefix}[{i}]")]
+    return []
+
+
+def atomic_write(path: Path, write) -> None:
+    """``write(file)`` into a temporary file unique to this writer, fsync, then rename over ``path``: a crash or a
+    full disk never leaves a half-written file, and the temporary file is removed on any failure."""
     path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save(path: Path, state: dict[str, Any]) -> None:
+    """Write atomically (:func:`atomic_write`), and only a fully finite state: a checkpoint on disk always holds
+    finite numbers (:class:`ValueError` names the offending tensors otherwise; the old checkpoint stays)."""
+    bad = non_finite(state)
+    if bad:
+        raise ValueError(f"not writing a checkpoint with non-finite values in {', '.join(bad[:3])}")
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -250,8 +250,42 @@ def apply(cfg: Config, data: dict[str, Any], where: str = "config") -> Config:
     return cfg
 
 
+#: ``(low, high)`` bounds of numeric settings (inclusive; None = unbounded) beyond "finite": a meta-learning rate
+#: of 1e38 overflows Adam's float32 state, a meta-batch of 1e12 asks the allocator for terabytes
+BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "train.meta_lr": (None, 10.0),
+    "train.clip_grad": (0.0, None),
+    "train.divergence_factor": (0.0, None),
+    "train.meta_batch": (None, 100_000),
+    "inner.steps": (None, 100_000),
+    "rule.lr": (None, 1e6),
+    "oracle.mu": (None, 1e6),
+    "init.std": (0.0, 1e6),
+}
+
+
+def _numbers(cfg: Config):
+    """``(key, value)`` of every float setting (list entries included)."""
+    for section in dataclasses.fields(cfg):
+        sub = getattr(cfg, section.name)
+        for f in dataclasses.fields(sub):
+            value = getattr(sub, f.name)
+            for v in (value if isinstance(value, list) else [value]):
+                if isinstance(v, float):
+                    yield f"{section.name}.{f.name}", v
+
+
 def validate(cfg: Config) -> None:
     """Impossible settings, caught before any training starts."""
+    for key, v in _numbers(cfg):
+        if not math.isfinite(v):
+            raise ConfigError(f"'{key}' = {v} must be a finite number")
+    for key, (low, high) in BOUNDS.items():
+        section, name = key.split(".")
+        v = getattr(getattr(cfg, section), name)
+        if (low is not None and v < low) or (high is not None and v > high):
+            rng = f">= {low}" if high is None else f"<= {high}" if low is None else f"between {low} and {high}"
+            raise ConfigError(f"'{key}' = {v} is out of range: it must be {rng}")
     for key, allowed in CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)

@@ -21,6 +21,7 @@ from innerloop.build import DTYPES, build
 from innerloop.config import Config, apply, to_toml
 from innerloop.errors import DivergenceError, UserError
 from innerloop.progress import Progress
+from innerloop.runlock import RunLock
 from innerloop.tasks.sinusoid import _seed
 
 METRICS = "metrics.jsonl"
@@ -73,8 +74,26 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     ``{"iteration", "elapsed_s" (training time so far, evaluation excluded), "eval_s", "eval"}`` is appended
     to ``metrics.jsonl``; ``on_eval(record)`` returning True then stops training there (checkpoint kept), e.g.
     once an accuracy or a time budget is reached.
+
+    The run directory has one writer: a second ``train`` on it fails at once with a one-line error naming the
+    process that holds it (:class:`~innerloop.runlock.RunLock`). Checkpoints are written only when every tensor
+    in them is finite.
     """
     out = Path(out_dir)
+    if resume and not out.is_dir():
+        raise UserError(f"nothing to resume: {out} does not exist (drop --resume to start a new run there)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the run directory {out} ({e.strerror}): choose another --out") from None
+    if not out.is_dir():
+        raise UserError(f"--out {out} is not a directory: choose another --out")
+    with RunLock(out):
+        return _train(cfg, out, resume, progress, on_eval)
+
+
+def _train(cfg: Config, out: Path, resume: bool, progress: bool,
+           on_eval: Callable[[dict[str, Any]], bool] | None) -> dict[str, Any]:
     ck_path = out / ckpt.CHECKPOINT
     if ck_path.exists() and not resume:
         raise UserError(f"{out} already holds a run: pass --resume to continue it, or choose a new --out")
@@ -87,8 +106,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
                 f"the config differs from the one {out} was started with (only train.iterations and the eval "
                 "section may change on --resume): resume without changes, or use a new --out"
             )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.toml").write_text(to_toml(cfg))
+    ckpt.atomic_write(out / "config.toml", lambda f: f.write(to_toml(cfg).encode()))
 
     tasks, meta = build(cfg)
     dtype, device = DTYPES[cfg.train.dtype], torch.device(cfg.train.device)
@@ -113,12 +131,17 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
 
     def save(iteration: int) -> None:
         n_lines = len(metrics_path.read_text().splitlines()) if metrics_path.exists() else 0
-        ckpt.save(ck_path, {
+        state = {
             "meta": meta.state_dict(), "optimizer": opt.state_dict(), "rng": ckpt.rng_state(),
             "iteration": iteration, "elapsed": elapsed, "metrics_lines": n_lines, "config": to_toml(cfg),
             "best_window": best, "saved_at": iteration,
             "executor": meta.mode,
-        })
+        }
+        try:
+            ckpt.save(ck_path, state)
+        except ValueError as e:  # non-finite state: never on disk
+            raise DivergenceError(f"{e} at iteration {iteration}; {_kept(ck_path)} — lower train.meta_lr or rule.lr "
+                                  "and --resume") from None
 
     total = cfg.train.iterations
     bar = Progress(total, start, enabled=progress)
@@ -146,6 +169,12 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
                     for g in grads:
                         g.clamp_(-cfg.train.clip_grad, cfg.train.clip_grad)
                 opt.step()
+                if not _finite(*params):
+                    raise DivergenceError(
+                        f"the meta-parameters became non-finite in the update of iteration {it + 1} (finite meta-loss "
+                        f"and gradients: the step itself overflowed); {_kept(ck_path)} — lower train.meta_lr (or set "
+                        "train.clip_grad) and --resume"
+                    )
             loss = sum(losses_all) / len(losses_all)
             if not ok:
                 bad += 1
@@ -154,7 +183,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
                 if bad >= cfg.train.max_bad_steps:
                     raise DivergenceError(
                         f"meta-training diverged: {bad} consecutive non-finite meta-losses, gradients or generated "
-                        f"hyperparameters up to iteration {it + 1}; the last good checkpoint is kept — lower "
+                        f"hyperparameters up to iteration {it + 1}; {_kept(ck_path)} — lower "
                         "train.meta_lr or rule.lr (or set train.clip_grad) and --resume"
                     )
                 it += 1
@@ -234,6 +263,10 @@ def load_run(run_dir: str | Path):
     cfg = _read_config(run)
     state = ckpt.load(run / ckpt.CHECKPOINT)
     tasks, meta = build(cfg)
+    bad = ckpt.non_finite(state.get("meta", {}) if isinstance(state, dict) else {})
+    if bad:
+        raise UserError(f"checkpoint in {run} holds non-finite meta-parameters ({', '.join(bad[:3])}): it cannot be "
+                        "evaluated; retrain, or --resume from an earlier copy")
     try:
         meta.load_state_dict(state["meta"])
     except (RuntimeError, KeyError) as e:
