@@ -1,5 +1,6 @@
 """Training runs: files written, exact resume, divergence handling, evaluation output."""
 
+import math
 import json
 import warnings
 
@@ -73,7 +74,8 @@ def test_non_finite_meta_loss_stops_without_corrupting_checkpoint(tmp_path, monk
     with pytest.raises(DivergenceError, match="non-finite"):
         train(c, tmp_path, progress=False)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert state["iteration"] == 5
+    # the state after iteration 5 was never confirmed healthy (iteration 6's meta-loss was NaN): 4 is kept
+    assert state["iteration"] == 4
     assert all(torch.isfinite(v).all() for v in state["meta"].values())
     events = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [e["iteration"] for e in events if e.get("event") == "non-finite"] == [6, 7, 8]
@@ -95,11 +97,44 @@ def test_exploding_finite_meta_loss_stops_before_the_checkpoint_is_overwritten(t
 
     monkeypatch.setattr(SinusoidTasks, "train_batch", exploding)
     c = cfg("train.iterations=40", "train.log_every=2", "train.checkpoint_every=2")
-    with pytest.raises(DivergenceError, match="rose from .* by iteration 8; the checkpoint of iteration 6 is kept"):
+    # the state after iteration 6 gave iteration 7 an exploded meta-loss: it is never written, 4 is kept
+    with pytest.raises(DivergenceError, match="rose from .* by iteration 8; the checkpoint of iteration 4 is kept"):
         train(c, tmp_path, progress=False)
-    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["iteration"] == 6
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["iteration"] == 4
     c_off = cfg("train.iterations=10", "train.divergence_factor=0")
     train(c_off, tmp_path / "off", progress=False)  # the check can be switched off
+
+
+def test_divergence_reference_is_the_untrained_meta_loss_when_the_first_window_already_exploded(tmp_path, monkeypatch):
+    """Issue 19: with log_every = 100 the first window (1.9e25) became the baseline and nothing was ever
+    'diverged'. The untrained model's meta-loss (iteration 1) is the first reference."""
+    from innerloop.tasks import SinusoidTasks
+
+    real = SinusoidTasks.train_batch
+
+    def exploding(self, n, seed, iteration, **kw):
+        xs, ys, xq, yq = real(self, n, seed, iteration, **kw)
+        return (xs, ys, xq, yq * 1e6) if iteration >= 3 else (xs, ys, xq, yq)
+
+    monkeypatch.setattr(SinusoidTasks, "train_batch", exploding)
+    c = cfg("train.iterations=40", "train.log_every=10", "train.checkpoint_every=1")
+    with pytest.raises(DivergenceError, match="by iteration 10; the checkpoint of iteration 2 is kept"):
+        train(c, tmp_path, progress=False)
+
+
+def test_kept_checkpoint_after_a_real_divergence_evaluates_finite(tmp_path):
+    """Issue 19's class 3: alfa-maml at meta_lr 0.03, seed 3 (checkpoint every iteration, log every 10) diverges at
+    iteration 10; the old guard kept a finite checkpoint that evaluates to MSE 7594 (seed 2: NaN). Every checkpoint is
+    now confirmed by the next meta-loss, so checkpoint 9 is kept, and it evaluates to a sane MSE."""
+    from innerloop import config
+    from innerloop.evaluate import evaluate_run
+
+    c = config.load("sinusoid/alfa-maml", ["train.meta_lr=0.03", "train.log_every=10", "train.checkpoint_every=1",
+                                           "train.iterations=300", "eval.tasks=50", "train.seed=3"])
+    with pytest.raises(DivergenceError, match="is kept"):
+        train(c, tmp_path, progress=False)
+    result = evaluate_run(tmp_path)
+    assert math.isfinite(result["mean"]) and result["mean"] < 10, result["mean"]
 
 
 def test_divergence_is_measured_from_the_best_losss_magnitude():

@@ -275,6 +275,31 @@ def _numbers(cfg: Config):
                     yield f"{section.name}.{f.name}", v
 
 
+def check_device(name: str) -> None:
+    """``train.device`` names a device this machine has: 'cpu', 'cuda', 'cuda:N' (N < the GPU count) or 'mps'."""
+    import torch
+
+    hint = "use 'cpu', 'cuda' or 'cuda:N'"
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"train.device = {name!r} is not a device name: {hint}") from None
+    if dev.type == "cpu":
+        return
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"train.device = {name!r} but no CUDA device is available: use --set train.device=cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"train.device = {name!r} but this machine has {torch.cuda.device_count()} CUDA "
+                              f"device(s): use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        return
+    if dev.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise ConfigError(f"train.device = {name!r} but MPS is not available here: use --set train.device=cpu")
+        return
+    raise ConfigError(f"train.device = {name!r} is not supported: {hint}")
+
+
 def validate(cfg: Config) -> None:
     """Impossible settings, caught before any training starts."""
     for key, v in _numbers(cfg):
@@ -344,8 +369,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.filters must be >= 1, got {cfg.model.filters}")
     if cfg.model.name == "mlp" and any(h < 1 for h in cfg.model.hidden):
         raise ConfigError(f"model.hidden sizes must be >= 1, got {cfg.model.hidden}")
-    if not tr.device.startswith(("cpu", "cuda", "mps")):
-        raise ConfigError(f"train.device = {tr.device!r}: use 'cpu', 'cuda' or 'cuda:N'")
+    check_device(tr.device)
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:
@@ -378,16 +402,24 @@ def list_shipped() -> list[str]:
     return sorted(str(p.relative_to(CONFIG_DIR).with_suffix("")) for p in CONFIG_DIR.rglob("*.toml"))
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file; unreadable, non-UTF-8 or malformed text is a one-line :class:`ConfigError`."""
+    try:
+        return tomllib.loads(Path(path).read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}): fix or replace the file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML ({e}); fix the file") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path} ({e.strerror or e}): check the path and its permissions") from None
+
+
 def load(name: str | None = None, overrides: list[str] | None = None, data: dict | None = None) -> Config:
     """Defaults <- config file ``name`` <- ``data`` <- ``--set`` overrides."""
     cfg = Config()
     if name is not None:
         path = resolve_path(name)
-        try:
-            parsed = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path} is not valid TOML ({e}); fix the file") from None
-        apply(cfg, parsed, where=str(path))
+        apply(cfg, read_toml(path), where=str(path))
     if data:
         apply(cfg, data)
     nested: dict[str, dict[str, Any]] = {}

@@ -21,7 +21,7 @@ from innerloop.build import DTYPES, build
 from innerloop.config import Config, apply, to_toml
 from innerloop.errors import DivergenceError, UserError
 from innerloop.progress import Progress
-from innerloop.runlock import RunLock
+from innerloop.runlock import LOCK, RunLock
 from innerloop.tasks.sinusoid import _seed
 
 METRICS = "metrics.jsonl"
@@ -58,12 +58,30 @@ def _kept(ck_path: Path) -> str:
 
 
 def _read_config(run_dir: Path) -> Config:
-    from innerloop.config import tomllib
+    from innerloop.config import read_toml
 
     path = run_dir / "config.toml"
     if not path.is_file():
         raise UserError(f"{run_dir} holds no config.toml: is it a run directory made by 'innerloop train'?")
-    return apply(Config(), tomllib.loads(path.read_text()), where=str(path))
+    return apply(Config(), read_toml(path), where=str(path))
+
+
+def _load_state(ck_path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A checkpoint that is a dict holding ``keys``; anything else is a one-line :class:`UserError`."""
+    state = ckpt.load(ck_path)
+    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise UserError(f"{ck_path} is not an innerloop training checkpoint (no {', '.join(missing[:3])}): "
+                        "delete it and retrain, or restore a copy")
+    return state
+
+
+#: what an allocation failure looks like on CPU (RuntimeError from the allocator) and on CUDA
+_OOM = ("out of memory", "can't allocate memory", "not enough memory", "bad_alloc")
+
+
+def _allocation_failure(e: BaseException) -> bool:
+    return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and any(m in str(e) for m in _OOM))
 
 
 def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
@@ -75,25 +93,88 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     to ``metrics.jsonl``; ``on_eval(record)`` returning True then stops training there (checkpoint kept), e.g.
     once an accuracy or a time budget is reached.
 
-    The run directory has one writer: a second ``train`` on it fails at once with a one-line error naming the
-    process that holds it (:class:`~innerloop.runlock.RunLock`). Checkpoints are written only when every tensor
-    in them is finite.
+    Guarantees (tested in ``tests/test_faults.py``):
+
+    - one writer: a second ``train`` on the directory fails at once naming the process that holds it
+      (:class:`~innerloop.runlock.RunLock`);
+    - a start that fails (bad config, data, device, checkpoint) leaves the directory as it found it;
+    - checkpoints are atomic, hold only finite numbers, and are written only once the next iteration's
+      meta-loss, computed on exactly those parameters, is finite and not diverged (see :func:`_Checkpoints`);
+    - a run killed at any point and resumed ends with the same meta-parameters, optimiser state and
+      ``metrics.jsonl`` (timings aside) as an uninterrupted one: the partially filled logging window and the
+      divergence/stall references are part of the checkpoint.
     """
     out = Path(out_dir)
     if resume and not out.is_dir():
         raise UserError(f"nothing to resume: {out} does not exist (drop --resume to start a new run there)")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is not a directory: choose another --out")
+    created = next(p for p in [out, *out.parents] if p.parent.exists() or p.parent == p)
+    created = None if created.exists() else created  # the topmost folder this call creates, if any
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"cannot create the run directory {out} ({e.strerror}): choose another --out") from None
-    if not out.is_dir():
-        raise UserError(f"--out {out} is not a directory: choose another --out")
-    with RunLock(out):
-        return _train(cfg, out, resume, progress, on_eval)
+        raise UserError(f"cannot create the run directory {out} ({e.strerror or e}): choose another --out") from None
+    started: list[bool] = [False]
+    try:
+        had_lock = (out / LOCK).exists()
+        with RunLock(out):
+            before = {p.name for p in out.iterdir()} - ({LOCK} if not had_lock else set())
+            if before - {LOCK}:
+                created = None  # another process made the folder first: never remove it
+            try:
+                return _train(cfg, out, resume, progress, on_eval, started)
+            finally:
+                if not started[0]:  # a failed start leaves the directory as it found it
+                    _undo_start(out, created, before)
+    except OSError as e:
+        raise UserError(f"{e.strerror or e}: {e.filename or out} — free space or fix permissions"
+                        + (", then --resume" if started[0] else "")) from None
+
+
+def _undo_start(out: Path, created: Path | None, before: set[str]) -> None:
+    import shutil
+
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
+        return
+    for p in out.iterdir():
+        if p.name not in before:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+
+
+class _Checkpoints:
+    """Writes checkpoints one iteration late, so every checkpoint on disk is known to be healthy.
+
+    The state after iteration ``k`` is snapshotted in memory; it is written when iteration ``k + 1``'s meta-loss
+    -- computed from exactly those meta-parameters -- is finite and not diverged from the reference
+    (:func:`diverged`), and dropped otherwise (the previous checkpoint stays). The last iteration of a run
+    (or a stop requested by ``on_eval``) is written at once.
+    """
+
+    def __init__(self, path: Path):
+        self.path, self.pending = path, None
+
+    def hold(self, state: dict[str, Any]) -> None:
+        import copy
+
+        self.pending = copy.deepcopy(state)
+
+    def resolve(self, healthy: bool) -> None:
+        if self.pending is not None and healthy:
+            self.write(self.pending)
+        self.pending = None
+
+    def write(self, state: dict[str, Any]) -> None:
+        try:
+            ckpt.save(self.path, state)
+        except ValueError as e:  # non-finite state: never on disk
+            raise DivergenceError(f"{e} at iteration {state['iteration']}; {_kept(self.path)} — lower "
+                                  "train.meta_lr or rule.lr and --resume") from None
 
 
 def _train(cfg: Config, out: Path, resume: bool, progress: bool,
-           on_eval: Callable[[dict[str, Any]], bool] | None) -> dict[str, Any]:
+           on_eval: Callable[[dict[str, Any]], bool] | None, started: list[bool]) -> dict[str, Any]:
     ck_path = out / ckpt.CHECKPOINT
     if ck_path.exists() and not resume:
         raise UserError(f"{out} already holds a run: pass --resume to continue it, or choose a new --out")
@@ -106,7 +187,6 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
                 f"the config differs from the one {out} was started with (only train.iterations and the eval "
                 "section may change on --resume): resume without changes, or use a new --out"
             )
-    ckpt.atomic_write(out / "config.toml", lambda f: f.write(to_toml(cfg).encode()))
 
     tasks, meta = build(cfg)
     dtype, device = DTYPES[cfg.train.dtype], torch.device(cfg.train.device)
@@ -115,71 +195,98 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
         raise UserError("nothing to meta-learn: this init/rule combination has no trainable meta-parameters")
     # an untrained baseline (e.g. ALFA's "Random Init" row) has no parameters: a no-op optimiser keeps one code path
     opt = torch.optim.Adam(params or [torch.zeros(1, requires_grad=True)], lr=cfg.train.meta_lr)
-    start, elapsed, best = 0, 0.0, math.inf  # best: lowest logged (windowed) meta-loss, for divergence checks
+    # run-long bookkeeping, all of it checkpointed: iteration, training time, the divergence reference (lowest of
+    # the untrained meta-loss and the logged windows), the partially filled window, the logged windows (stall check)
+    start, elapsed, best = 0, 0.0, math.inf
+    window_loss, window_n, windows = 0.0, 0, []
     metrics_path = out / METRICS
+    n_lines, state = 0, None
     if resume and ck_path.exists():
-        state = ckpt.load(ck_path)
-        meta.load_state_dict(state["meta"])
-        opt.load_state_dict(state["optimizer"])
-        ckpt.set_rng_state(state["rng"])
-        start, elapsed = int(state["iteration"]), float(state["elapsed"])
-        best = float(state.get("best_window", math.inf))
-        lines = metrics_path.read_text().splitlines()[: int(state["metrics_lines"])] if metrics_path.exists() else []
-        metrics_path.write_text("".join(l + "\n" for l in lines))
+        state = _load_state(ck_path, ("meta", "optimizer", "rng", "iteration"))
+        try:
+            meta.load_state_dict(state["meta"])
+            opt.load_state_dict(state["optimizer"])
+            ckpt.set_rng_state(state["rng"])
+            start, elapsed = int(state["iteration"]), float(state.get("elapsed", 0.0))
+            best = float(state.get("best_window", math.inf))
+            window_loss, window_n = float(state.get("window_loss", 0.0)), int(state.get("window_n", 0))
+            windows = [float(w) for w in state.get("windows", [])]
+            n_lines = int(state.get("metrics_lines", 0))
+        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, SyntaxError) as e:
+            raise UserError(f"{ck_path} does not match the config ({str(e).splitlines()[0][:100]}): resume with the "
+                            "config it was trained with, or use a new --out") from None
+    # everything that can refuse the start has run: from here on the directory is written
+    started[0] = True
+    ckpt.atomic_write(out / "config.toml", lambda f: f.write(to_toml(cfg).encode()))
+    if state is not None:
+        lines = metrics_path.read_text().splitlines()[:n_lines] if metrics_path.exists() else []
+        ckpt.atomic_write(metrics_path, lambda f: f.write("".join(l + "\n" for l in lines).encode()))
     elif metrics_path.exists():
         metrics_path.unlink()
+    checkpoints = _Checkpoints(ck_path)
 
-    def save(iteration: int) -> None:
-        n_lines = len(metrics_path.read_text().splitlines()) if metrics_path.exists() else 0
-        state = {
+    def snapshot(iteration: int) -> dict[str, Any]:
+        return {
             "meta": meta.state_dict(), "optimizer": opt.state_dict(), "rng": ckpt.rng_state(),
             "iteration": iteration, "elapsed": elapsed, "metrics_lines": n_lines, "config": to_toml(cfg),
-            "best_window": best, "saved_at": iteration,
-            "executor": meta.mode,
+            "best_window": best, "window_loss": window_loss, "window_n": window_n,
+            "windows": windows[-max(cfg.train.stall_windows, 1):], "saved_at": iteration, "executor": meta.mode,
         }
-        try:
-            ckpt.save(ck_path, state)
-        except ValueError as e:  # non-finite state: never on disk
-            raise DivergenceError(f"{e} at iteration {iteration}; {_kept(ck_path)} — lower train.meta_lr or rule.lr "
-                                  "and --resume") from None
 
     total = cfg.train.iterations
     bar = Progress(total, start, enabled=progress)
     log = open(metrics_path, "a")
-    window_loss, window_n, bad = 0.0, 0, 0
-    windows: list[float] = []  # logged meta-losses of this session, for the stall check
+
+    def write(record: dict[str, Any]) -> None:
+        nonlocal n_lines
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        n_lines += 1
+
+    bad = 0
     t_window = time.perf_counter()
     it = start
     try:
         while it < total:
             t0 = time.perf_counter()
-            batch = tasks.train_batch(cfg.train.meta_batch, cfg.train.seed, it, dtype=dtype, device=device)
-            torch.manual_seed(_seed(cfg.train.seed, it, 0x5EED))  # per-task inits, ZO directions
-            carry, ok, losses_all = None, True, []
-            for a, b in meta.spans():
-                opt.zero_grad(set_to_none=True)
-                losses, aux, carry = meta.meta_backward_span(batch, it // cfg.train.epoch_length, a, b, carry)
-                grads = [p.grad for p in params if p.grad is not None]
-                loss = float(losses.mean())
-                losses_all.append(loss)
-                if not (math.isfinite(loss) and _finite(*grads) and _finite(*aux.values())):
-                    ok = False
-                    break
-                if cfg.train.clip_grad > 0:
-                    for g in grads:
-                        g.clamp_(-cfg.train.clip_grad, cfg.train.clip_grad)
-                opt.step()
-                if not _finite(*params):
-                    raise DivergenceError(
-                        f"the meta-parameters became non-finite in the update of iteration {it + 1} (finite meta-loss "
-                        f"and gradients: the step itself overflowed); {_kept(ck_path)} — lower train.meta_lr (or set "
-                        "train.clip_grad) and --resume"
-                    )
+            try:
+                batch = tasks.train_batch(cfg.train.meta_batch, cfg.train.seed, it, dtype=dtype, device=device)
+                torch.manual_seed(_seed(cfg.train.seed, it, 0x5EED))  # per-task inits, ZO directions
+                carry, ok, losses_all = None, True, []
+                for a, b in meta.spans():
+                    opt.zero_grad(set_to_none=True)
+                    losses, aux, carry = meta.meta_backward_span(batch, it // cfg.train.epoch_length, a, b, carry)
+                    grads = [p.grad for p in params if p.grad is not None]
+                    loss = float(losses.mean())
+                    losses_all.append(loss)
+                    ok = math.isfinite(loss) and _finite(*grads) and _finite(*aux.values())
+                    if not losses_all[1:]:  # the first span's loss is the held checkpoint's own meta-loss
+                        best = min(best, loss) if ok and it == 0 else best  # the untrained model: the first reference
+                        checkpoints.resolve(ok and not diverged(loss, best, cfg.train.divergence_factor))
+                    if not ok:
+                        break
+                    if cfg.train.clip_grad > 0:
+                        for g in grads:
+                            g.clamp_(-cfg.train.clip_grad, cfg.train.clip_grad)
+                    opt.step()
+                    if not _finite(*params):
+                        raise DivergenceError(
+                            f"the meta-parameters became non-finite in the update of iteration {it + 1} (finite "
+                            f"meta-loss and gradients: the step itself overflowed); {_kept(ck_path)} — lower "
+                            "train.meta_lr (or set train.clip_grad) and --resume"
+                        )
+            except (MemoryError, RuntimeError) as e:
+                if not _allocation_failure(e):
+                    raise
+                raise UserError(
+                    f"out of memory in iteration {it + 1} ({cfg.train.meta_batch} tasks x {cfg.inner.steps} inner "
+                    f"steps on {cfg.train.device}); {_kept(ck_path)} — lower train.meta_batch or inner.steps (or set "
+                    "train.checkpoint_unroll) and --resume"
+                ) from None
             loss = sum(losses_all) / len(losses_all)
             if not ok:
                 bad += 1
-                log.write(json.dumps({"iteration": it + 1, "event": "non-finite", "meta_loss": loss}) + "\n")
-                log.flush()
+                write({"iteration": it + 1, "event": "non-finite", "meta_loss": loss})
                 if bad >= cfg.train.max_bad_steps:
                     raise DivergenceError(
                         f"meta-training diverged: {bad} consecutive non-finite meta-losses, gradients or generated "
@@ -202,28 +309,24 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
                 }
                 for k, v in aux.items():
                     rec[f"{k}_mean"] = float(v.float().mean())
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
+                write(rec)
                 window = window_loss / window_n
                 window_loss, window_n, t_window = 0.0, 0, time.perf_counter()
                 factor = cfg.train.divergence_factor
                 if diverged(window, best, factor):
-                    # raised before this iteration's checkpoint: the saved one predates the blow-up
-                    kept = _kept(ck_path)
                     raise DivergenceError(
                         f"meta-training diverged: the meta-loss rose from {best:.4g} to {window:.4g} by iteration {it}; "
-                        f"{kept} — lower train.meta_lr or rule.lr, or set train.clip_grad (or raise "
+                        f"{_kept(ck_path)} — lower train.meta_lr or rule.lr, or set train.clip_grad (or raise "
                         "train.divergence_factor), and --resume"
                     )
                 best = min(best, window)
                 windows.append(window)
                 if stalled(windows, cfg.train.stall_windows):
-                    kept = _kept(ck_path)
                     raise DivergenceError(
                         f"meta-training stalled: the meta-loss stayed at {window:.6g} for {cfg.train.stall_windows} "
                         f"logged windows up to iteration {it}, whatever the tasks (the fine-tuned models output "
-                        f"constants); {kept} — lower rule.scale or rule.lr (an LSTM rule: rule.bias = false) and "
-                        "start a new --out, or set train.stall_windows = 0 to go on"
+                        f"constants); {_kept(ck_path)} — lower rule.scale or rule.lr (an LSTM rule: rule.bias = false) "
+                        "and start a new --out, or set train.stall_windows = 0 to go on"
                     )
             stop = False
             if cfg.train.eval_every and it % cfg.train.eval_every == 0:
@@ -233,25 +336,22 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
                 result = evaluate_meta(cfg, meta, tasks)
                 record = {"iteration": it, "elapsed_s": round(elapsed, 3),
                           "eval_s": round(time.perf_counter() - t_eval, 3), "eval": result}
-                log.write(json.dumps(record) + "\n")
-                log.flush()
+                write(record)
                 stop = bool(on_eval and on_eval(record))
                 t_window += record["eval_s"]  # the window's tasks/s counts training only
-            if it % cfg.train.checkpoint_every == 0 or it == total or stop:
-                log.flush()
-                save(it)
+            if it == total or stop:
+                checkpoints.write(snapshot(it))
+            elif it % cfg.train.checkpoint_every == 0:
+                checkpoints.hold(snapshot(it))
             if stop:
                 break
     except KeyboardInterrupt:
+        raise UserError(f"interrupted at iteration {it}; {_kept(ck_path)}: continue with --resume") from None
+    finally:
         log.close()
         bar.close()
-        raise UserError(f"interrupted at iteration {it}; the last checkpoint is kept: continue with --resume") from None
-    finally:
-        if not log.closed:
-            log.close()
-    bar.close()
     if not ck_path.exists():  # nothing trained (train.iterations = 0): keep the untrained baseline evaluable
-        save(it)
+        checkpoints.write(snapshot(it))
     return {"iterations": it, "elapsed_s": elapsed, "executor": meta.mode}
 
 
@@ -261,14 +361,14 @@ def load_run(run_dir: str | Path):
     if not run.is_dir():
         raise UserError(f"no run directory at {run}: train first with 'innerloop train CONFIG --out {run}'")
     cfg = _read_config(run)
-    state = ckpt.load(run / ckpt.CHECKPOINT)
+    state = _load_state(run / ckpt.CHECKPOINT, ("meta",))
     tasks, meta = build(cfg)
-    bad = ckpt.non_finite(state.get("meta", {}) if isinstance(state, dict) else {})
+    bad = ckpt.non_finite(state["meta"])
     if bad:
         raise UserError(f"checkpoint in {run} holds non-finite meta-parameters ({', '.join(bad[:3])}): it cannot be "
                         "evaluated; retrain, or --resume from an earlier copy")
     try:
         meta.load_state_dict(state["meta"])
-    except (RuntimeError, KeyError) as e:
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
         raise UserError(f"checkpoint in {run} does not match its config.toml ({str(e).splitlines()[0][:100]}); retrain") from None
     return cfg, meta, tasks, state

@@ -60,7 +60,10 @@ def test_download_command_with_a_file_mirror(tmp_path, capsys):
     for f in sorted(mirror.glob("*.gz")):
         argv += ["--sha256", f"{f.name}={download.sha256_file(f)}"]
     assert _run(argv) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 4
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert len(lines) == 8 and sum(line.startswith("downloading file://") for line in lines) == 4
+    assert err == ""  # progress goes to stdout: stderr is kept for the one-line error of a failure
     assert _run(argv) == 0
     assert "already present" in capsys.readouterr().out
 

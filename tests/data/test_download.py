@@ -155,21 +155,35 @@ def _archive_dataset(monkeypatch, server, archive: Path, provides="cifar-10-batc
 def test_archive_is_extracted_into_place_and_not_kept(server, tmp_path, monkeypatch):
     archive = _tar_gz(tmp_path / "cifar-10-python.tar.gz", {"cifar-10-batches-py/readme.html": b"<p>",
                                                             "cifar-10-batches-py/test_batch": b"x" * 100},
-                      {"cifar-10-batches-py/alias": ("test_batch", tarfile.SYMTYPE)})
+                      {"cifar-10-batches-py/sub": ("", tarfile.DIRTYPE)})
     name = _archive_dataset(monkeypatch, server, archive)
     root = tmp_path / "root"
     download.download(name, root, mirror=server.url)
-    assert _tree(root) == ["cifar-10-batches-py", "cifar-10-batches-py/alias", "cifar-10-batches-py/readme.html",
+    assert _tree(root) == ["cifar-10-batches-py", "cifar-10-batches-py/readme.html", "cifar-10-batches-py/sub",
                            "cifar-10-batches-py/test_batch"]
-    assert (root / "cifar-10-batches-py" / "alias").read_bytes() == b"x" * 100
+    assert (root / "cifar-10-batches-py" / "test_batch").read_bytes() == b"x" * 100
+    assert (root / "cifar-10-batches-py" / "test_batch").stat().st_mode & 0o7777 == 0o644
+
+
+def test_extraction_drops_setuid_bits_and_keeps_the_modification_time(tmp_path):
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("d/tool")
+        info.size, info.mode, info.mtime = 3, 0o4777, 1_000_000_000
+        tar.addfile(info, io.BytesIO(b"abc"))
+    assert download.safe_extract(archive, tmp_path / "out") == [tmp_path / "out" / "d"]
+    st = (tmp_path / "out" / "d" / "tool").stat()
+    assert st.st_mode & 0o7777 == 0o755 and st.st_mtime == 1_000_000_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar", "out"]  # no temporary folder left
 
 
 @pytest.mark.parametrize("members,links,why", [
     ({"cifar-10-batches-py/ok": b"1", "../evil": b"!"}, None, r"'\.\.' in path"),
     ({"cifar-10-batches-py/ok": b"1", "/tmp/innerloop-evil-abs": b"!"}, None, "absolute path"),
-    ({"cifar-10-batches-py/ok": b"1"}, {"cifar-10-batches-py/up": ("../../etc/passwd", tarfile.SYMTYPE)}, "outside"),
-    ({"cifar-10-batches-py/ok": b"1"}, {"cifar-10-batches-py/abs": ("/etc/passwd", tarfile.SYMTYPE)}, "outside"),
-    ({"cifar-10-batches-py/ok": b"1"}, {"cifar-10-batches-py/hard": ("../outside", tarfile.LNKTYPE)}, "outside"),
+    ({"cifar-10-batches-py/ok": b"1"}, {"cifar-10-batches-py/up": ("../../etc/passwd", tarfile.SYMTYPE)}, "symbolic"),
+    ({"cifar-10-batches-py/ok": b"1"}, {"cifar-10-batches-py/abs": ("/etc/passwd", tarfile.SYMTYPE)}, "symbolic link"),
+    ({"cifar-10-batches-py/ok": b"1"}, {"cifar-10-batches-py/hard": ("../outside", tarfile.LNKTYPE)}, "hard link"),
+    ({"cifar-10-batches-py/ok": b"1"}, {"cifar-10-batches-py/alias": ("ok", tarfile.SYMTYPE)}, "symbolic link"),
     ({"cifar-10-batches-py/ok": b"1"}, {"cifar-10-batches-py/dev": ("", tarfile.CHRTYPE)}, "device"),
 ])
 def test_tampered_tar_is_refused_and_nothing_left(server, tmp_path, monkeypatch, members, links, why):

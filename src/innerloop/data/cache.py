@@ -157,7 +157,7 @@ def load(directory: Path, mmap: bool = False) -> ImageDataset | None:
         if not mmap:
             images = np.load(directory / "images.npy", allow_pickle=False)
         return ImageDataset(images, labels, list(names), meta.get("name", ""))
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, EOFError, MemoryError, json.JSONDecodeError) as e:
         warnings.warn(f"innerloop: cache entry {directory} is corrupt ({brief(e)}); rebuilding it",
                       RuntimeWarning, stacklevel=2)
         shutil.rmtree(directory, ignore_errors=True)

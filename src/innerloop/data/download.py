@@ -6,10 +6,14 @@
 1. each file streams into a staging folder inside ``root`` (``.innerloop-download-*``) while its
    SHA-256 is computed; a short read, an HTTP error or a checksum mismatch is a one-line
    :class:`~innerloop.errors.UserError`;
-2. archives are checked member by member *before* anything is extracted -- absolute paths, ``..``
-   components, links that point outside the archive, and device/FIFO members are refused -- and
-   then extracted inside the staging folder (with tarfile's ``"data"`` filter where Python has it);
-   a corrupt or truncated archive is a one-line error;
+2. archives are checked member by member *before* anything is extracted: only plain files and
+   folders with relative names pass -- absolute paths, ``..`` components, symbolic and hard links
+   (even ones that seem to stay inside: a chain of ``..`` links escapes), device/FIFO members, and
+   zip entries with symlink mode bits are refused with a one-line "unsafe archive" error. This
+   check alone is sufficient (tarfile's ``"data"`` filter, which Python < 3.10.12 / 3.11.4 lacks,
+   is consulted as a second opinion only where present): innerloop writes the members itself,
+   plain files and folders only, into a fresh folder next to the target that is renamed into place
+   on success and removed on any failure; a corrupt or truncated archive is a one-line error;
 3. only when every file of the dataset is verified (and extracted) are the results renamed into
    ``root``; the staging folder is removed in all cases, so a failure leaves nothing behind (and
    ``root`` itself is removed again if the download created it and it stayed empty).
@@ -25,11 +29,12 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import lzma
 import os
 import re
 import shutil
 import stat
-import sys
+import struct
 import tarfile
 import tempfile
 import urllib.error
@@ -226,74 +231,153 @@ def _member_problem(name: str) -> str | None:
     return None
 
 
-def _link_escapes(member_name: str, link: str, hard: bool) -> bool:
-    """Whether a link target leaves the extraction folder."""
-    link = link.replace("\\", "/")
-    if link.startswith("/") or re.match(r"^[A-Za-z]:", link):
-        return True
-    base = PurePosixPath() if hard else PurePosixPath(member_name.replace("\\", "/")).parent
-    depth = 0
-    for part in (base / link).parts:
-        if part == "..":
-            depth -= 1
-            if depth < 0:
-                return True
-        elif part != ".":
-            depth += 1
-    return False
+def _tar_member_problem(m: tarfile.TarInfo) -> str | None:
+    """Why a tar member is unsafe, or ``None``: only plain files and folders with relative names pass.
+
+    Links are refused whatever they point to: ``a/b -> ..`` then ``a/b/c -> ..`` each look local,
+    yet together they lead out of the target folder.
+    """
+    problem = _member_problem(m.name)
+    if problem is None and m.issym():
+        problem = f"symbolic link to {m.linkname!r}"
+    elif problem is None and m.islnk():
+        problem = f"hard link to {m.linkname!r}"
+    elif problem is None and not (m.isreg() or m.isdir()):
+        problem = "device, FIFO or other special member"
+    elif problem is None and m.isreg() and not _parts(m.name):
+        problem = "file without a name"
+    return problem
+
+
+def _zip_member_problem(info: zipfile.ZipInfo) -> str | None:
+    """Why a zip entry is unsafe (bad name, or symlink/device mode bits), or ``None``."""
+    problem = _member_problem(info.filename)
+    mode = info.external_attr >> 16
+    if problem is None and stat.S_ISLNK(mode):
+        problem = "symbolic link"
+    elif problem is None and mode and stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        problem = "device, FIFO or other special member"
+    return problem
+
+
+def _unsafe(archive: Path, member: str, problem: str) -> UserError:
+    return UserError(f"unsafe archive {archive.name}: member {member!r} is refused ({problem}; the archive may be "
+                     "tampered with) and nothing was extracted: delete the file and download it again from its "
+                     "canonical source (without --mirror)")
 
 
 def _check_tar(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
+    """Every member of ``tar`` after checking it; UserError for the first unsafe one.
+
+    innerloop's own check decides; tarfile's ``data`` filter, where Python has it, is only asked
+    for a second opinion (a member it refuses is refused too).
+    """
     members = tar.getmembers()
+    second_opinion = getattr(tarfile, "data_filter", None)
     for m in members:
-        problem = _member_problem(m.name)
-        if problem is None and (m.issym() or m.islnk()) and _link_escapes(m.name, m.linkname, m.islnk()):
-            problem = f"link to {m.linkname!r} outside the archive"
-        if problem is None and not (m.isreg() or m.isdir() or m.issym() or m.islnk()):
-            problem = "device or FIFO member"
+        problem = _tar_member_problem(m)
+        if problem is None and second_opinion is not None:
+            try:
+                second_opinion(m, "/innerloop-extract-check")
+            except tarfile.TarError as e:
+                problem = f"refused by tarfile's data filter: {brief(e)}"
         if problem:
-            raise UserError(f"refusing to extract {archive.name}: member {m.name!r} is unsafe ({problem}); "
-                            "the archive may be tampered with, nothing was extracted")
+            raise _unsafe(archive, m.name, problem)
     return members
 
 
 def _check_zip(zf: zipfile.ZipFile, archive: Path) -> None:
     for info in zf.infolist():
-        problem = _member_problem(info.filename)
-        if problem is None and stat.S_ISLNK(info.external_attr >> 16):
-            problem = "symbolic link"
+        problem = _zip_member_problem(info)
         if problem:
-            raise UserError(f"refusing to extract {archive.name}: member {info.filename!r} is unsafe ({problem}); "
-                            "the archive may be tampered with, nothing was extracted")
+            raise _unsafe(archive, info.filename, problem)
+
+
+def _parts(name: str) -> tuple[str, ...]:
+    """The path components of a checked member name (no ``.``, no empty parts)."""
+    return tuple(p for p in PurePosixPath(name.replace("\\", "/")).parts if p != ".")
+
+
+def _write_tar(tar: tarfile.TarFile, members: list[tarfile.TarInfo], work: Path) -> None:
+    """Write checked members (plain files and folders only) under ``work``; never creates or follows a link.
+
+    Files get mode 0644 (0755 when the owner may execute) and the member's modification time;
+    ownership, setuid bits and the like are dropped, as tarfile's ``data`` filter does.
+    """
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    for m in members:
+        dest = work.joinpath(*_parts(m.name))
+        if m.isdir():
+            dest.mkdir(parents=True, exist_ok=True)
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        source = tar.extractfile(m)
+        if source is None:  # pragma: no cover - plain files always have data
+            raise tarfile.ReadError(f"no data for {m.name!r}")
+        mode = 0o755 if m.mode & 0o100 else 0o644
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | nofollow, mode)
+        with source, os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(source, out, _CHUNK)
+        os.utime(dest, (m.mtime, m.mtime))
+
+
+def _extract_into(archive: Path, work: Path) -> None:
+    """Check every member of ``archive``, then extract it into the empty folder ``work``."""
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            _check_zip(zf, archive)
+            zf.extractall(work)  # zipfile creates plain files and folders only
+    else:
+        with tarfile.open(archive) as tar:
+            _write_tar(tar, _check_tar(tar, archive), work)
+
+
+def _move_entries(work: Path, target: Path) -> list[Path]:
+    """Rename every top-level entry of ``work`` into ``target`` (all or nothing); returns them."""
+    entries = sorted(work.iterdir())
+    target.mkdir(exist_ok=True)
+    clash = next((target / e.name for e in entries if os.path.lexists(target / e.name)), None)
+    if clash is not None:
+        raise UserError(f"{clash} already exists: remove it and extract again")
+    moved: list[Path] = []
+    try:
+        for entry in entries:
+            os.rename(entry, target / entry.name)
+            moved.append(target / entry.name)
+    except OSError:
+        for done in moved:
+            os.rename(done, work / done.name)
+        raise
+    return moved
+
+
+#: Everything a hostile or damaged archive can make zipfile/tarfile raise while reading it.
+_ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, OSError, ValueError,
+                   UnicodeError, struct.error, RuntimeError, NotImplementedError, MemoryError, OverflowError)
 
 
 def safe_extract(archive: str | Path, target: str | Path) -> list[Path]:
-    """Extract a zip or tar(.gz/.bz2/.xz) archive into the existing empty folder ``target``, safely.
+    """Extract a zip or tar(.gz/.bz2/.xz) archive into the folder ``target``, safely; returns the entries placed.
 
-    Every member is checked before anything is written (see the module docstring). Returns the
-    top-level entries created. UserError for an unsafe, corrupt or truncated archive; ``target``
-    may then hold a partial extraction, so callers extract into a temporary folder (as
-    :func:`download` does).
+    Every member is checked before anything is written (see the module docstring). The members
+    are written to a fresh folder next to ``target`` and only renamed into ``target`` (created then
+    if needed; its parent must exist) once all of them are out; a UserError for an unsafe, corrupt
+    or truncated archive leaves ``target`` as it was and nothing else behind.
     """
     archive, target = Path(archive), Path(target)
+    if not target.parent.is_dir():
+        raise UserError(f"cannot extract {archive.name} into {target}: folder {target.parent} does not exist")
+    work = Path(tempfile.mkdtemp(prefix=".innerloop-extract-", dir=target.parent))
     try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                _check_zip(zf, archive)
-                zf.extractall(target)
-        else:
-            with tarfile.open(archive) as tar:
-                members = _check_tar(tar, archive)
-                if hasattr(tarfile, "data_filter"):
-                    tar.extractall(target, members=members, filter="data")
-                else:  # Python without extraction filters: members were checked above
-                    tar.extractall(target, members=members)
+        _extract_into(archive, work)
+        return _move_entries(work, target)
     except UserError:
         raise
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError) as e:
+    except _ARCHIVE_ERRORS as e:
         raise UserError(f"archive {archive.name} is corrupt or truncated ({brief(e)}); "
                         "nothing was kept: download it again") from None
-    return sorted(target.iterdir())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def resources(name: str) -> list[Resource]:
@@ -384,5 +468,5 @@ def _commit(ready: list[tuple[Path, Path]], staging: Path, force: bool) -> list[
 
 
 def print_log(message: str) -> None:
-    """Default progress output: one line on stderr."""
-    print(message, file=sys.stderr, flush=True)
+    """Default progress output: one line on stdout (stderr carries only the one-line error of a failure)."""
+    print(message, flush=True)

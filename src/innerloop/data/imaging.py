@@ -2,11 +2,20 @@
 
 Every reader turns an encoded image (PNG/JPEG bytes or a file) into a uint8 array with
 :func:`decode`, and stacks the results into ``[N, C, H, W]`` with :func:`to_nchw`.
+
+Decoding is guarded against hostile files: the size an image header claims is checked against
+:data:`MAX_PIXELS` *before* any pixel is decoded (a 40-byte PNG may claim 30000x30000), Pillow's
+decompression-bomb warning counts as an error (its other warnings are not shown), and every
+decoding failure (unidentified format, truncated data, bomb) is a one-line
+:class:`~innerloop.errors.UserError` naming the file and the fix.
 """
 
 from __future__ import annotations
 
 import io
+import struct
+import warnings
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +38,14 @@ RESAMPLE = {
 
 #: Colour modes by the names the readers accept.
 MODES = {"rgb": "RGB", "l": "L", "grayscale": "L", "gray": "L", "grey": "L"}
+
+#: Largest image accepted, in pixels (8192 x 8192; few-shot datasets are far smaller, a 48 MP photo fits).
+MAX_PIXELS = 8192 * 8192
+
+#: What Pillow raises on a damaged or hostile file (plugins differ; all mean "cannot decode").
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, KeyError,
+                  TypeError, ZeroDivisionError, MemoryError, OverflowError, Image.DecompressionBombError,
+                  Image.DecompressionBombWarning)
 
 #: File name endings treated as images by the folder-style readers.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -73,22 +90,60 @@ def required_hw(size: int | Sequence[int] | None, what: str) -> tuple[int, int]:
     return hw
 
 
-def open_image(source: bytes | bytearray | memoryview | np.ndarray | str | Path, what: str) -> Image.Image:
-    """Open and fully decode ``source`` (encoded bytes or a path); UserError naming ``what`` if it fails."""
-    try:
+def _fix(what: str) -> str:
+    return f"re-download or replace {what}"
+
+
+def _check_pixels(im: Image.Image, what: str) -> None:
+    """UserError if the header of ``im`` claims more than :data:`MAX_PIXELS` (checked before decoding)."""
+    width, height = im.size
+    if width * height > MAX_PIXELS:
+        raise UserError(f"image {what} claims {width}x{height} pixels, more than the {MAX_PIXELS:,}-pixel limit "
+                        f"(a decompression bomb or not a dataset image); {_fix(what)}")
+
+
+def _open_and_load(source: bytes | str | Path, what: str) -> Image.Image:
+    """Open ``source``, check its claimed size, then decode every pixel.
+
+    Pillow's bomb warning is raised as an error; its other warnings (recoverable damage such as
+    corrupt EXIF data or a skipped TIFF tag) are not shown: the pixels decoded, and a warning's
+    multi-line text must not precede the one-line error of a file that then fails.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
         if isinstance(source, (str, Path)):
             with Image.open(source) as im:
+                _check_pixels(im, what)
                 im.load()  # decoded pixels stay valid after the file is closed
                 return im
-        if isinstance(source, np.ndarray):
-            source = source.tobytes()
         im = Image.open(io.BytesIO(source))
+        _check_pixels(im, what)
         im.load()
         return im
+
+
+def open_image(source: bytes | bytearray | memoryview | np.ndarray | str | Path, what: str) -> Image.Image:
+    """Open and fully decode ``source`` (encoded bytes or a path); UserError naming ``what`` if it fails.
+
+    Refused before decoding: an image claiming more than :data:`MAX_PIXELS` (or Pillow's own bomb
+    limit). Every decoding failure -- not an image, truncated, corrupt, bomb -- is one line.
+    """
+    if isinstance(source, np.ndarray):
+        source = source.tobytes()
+    elif isinstance(source, (bytearray, memoryview)):
+        source = bytes(source)
+    try:
+        return _open_and_load(source, what)
     except FileNotFoundError:
         raise UserError(f"image not found: {what}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"cannot decode image {what} ({brief(e)}); re-download or replace it") from None
+    except UnidentifiedImageError:
+        raise UserError(f"cannot decode image {what} (not an image file Pillow can read); {_fix(what)}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise UserError(f"cannot decode image {what}: refused as a decompression bomb ({brief(e)}); "
+                        f"{_fix(what)}") from None
+    except _DECODE_ERRORS as e:
+        raise UserError(f"cannot decode image {what} ({brief(e)}); {_fix(what)}") from None
 
 
 def decode(
@@ -104,10 +159,13 @@ def decode(
     ``size`` is ``(height, width)``; the resize is Pillow's ``Image.resize`` with ``resample``.
     """
     im = source if isinstance(source, Image.Image) else open_image(source, what)
-    if im.mode != mode:
-        im = im.convert(mode)
-    if size is not None and im.size != (size[1], size[0]):
-        im = im.resize((size[1], size[0]), resample)
+    try:
+        if im.mode != mode:
+            im = im.convert(mode)
+        if size is not None and im.size != (size[1], size[0]):
+            im = im.resize((size[1], size[0]), resample)
+    except (ValueError, OSError) as e:  # e.g. a pixel mode Pillow cannot convert
+        raise UserError(f"cannot convert image {what} ({im.mode}) to {mode} ({brief(e)}); {_fix(what)}") from None
     return np.asarray(im, dtype=np.uint8)
 
 

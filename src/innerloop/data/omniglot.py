@@ -62,6 +62,11 @@ MAML_TRAIN = 1200
 _ROTATIONS = (0, 90, 180, 270)
 _LINE = re.compile(r"^([^/\s]+)/(character\d+)/rot(\d{3})$")
 _DOWNLOAD_HINT = "run 'innerloop data download omniglot --root {root}'"
+#: Largest zip member read into memory (Omniglot's PNGs are about 1 KB; a bigger one is not a drawing).
+MAX_MEMBER_BYTES = 64 << 20
+#: What zipfile raises on a damaged or hostile archive.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError, RuntimeError,
+               MemoryError, OverflowError)
 
 
 class _ImageSet:
@@ -73,7 +78,7 @@ class _ImageSet:
         if path.suffix == ".zip":
             try:
                 self.zip = zipfile.ZipFile(path)
-            except (zipfile.BadZipFile, OSError) as e:
+            except _ZIP_ERRORS as e:
                 raise UserError(f"Omniglot archive {path} is corrupt or truncated ({brief(e)}); delete it and "
                                 "run 'innerloop data download omniglot'") from None
 
@@ -97,11 +102,17 @@ class _ImageSet:
         return {k: sorted(v) for k, v in chars.items()}
 
     def read(self, member: str) -> bytes:
+        """The bytes of one PNG; a zip member declaring more than :data:`MAX_MEMBER_BYTES` is refused unread."""
         if self.zip is None:
             return Path(member).read_bytes()
         try:
+            size = self.zip.getinfo(member).file_size
+            if size > MAX_MEMBER_BYTES:
+                raise UserError(f"Omniglot archive {self.path} is unsafe: {member} claims {size:,} bytes (more than "
+                                f"{MAX_MEMBER_BYTES:,}; a decompression bomb?); delete it and "
+                                "run 'innerloop data download omniglot'")
             return self.zip.read(member)
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:
+        except _ZIP_ERRORS as e:
             raise UserError(f"Omniglot archive {self.path} is corrupt ({member}: {brief(e)}); delete it and "
                             "run 'innerloop data download omniglot'") from None
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import pickle
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +62,15 @@ def load(path: str | Path, what: str) -> Any:
             return RestrictedUnpickler(f, encoding="latin1").load()
     except FileNotFoundError:
         raise UserError(f"{what} not found: {path}") from None
+    except OSError as e:
+        raise UserError(f"cannot read {what} {path} ({brief(e)}); check the path and its permissions") from None
     except pickle.UnpicklingError as e:
         if "refusing global" in str(e):
             raise UserError(f"{what} {path} is not a plain data pickle ({brief(e)}); it was not loaded: replace it "
                             "with the original file") from None
         raise UserError(f"{what} {path} is truncated or corrupt ({brief(e)}); re-download it") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError,
-            UnicodeDecodeError, OverflowError) as e:
+    except (EOFError, ValueError, TypeError, AttributeError, LookupError, MemoryError, UnicodeError,
+            OverflowError, RecursionError, struct.error) as e:
         raise UserError(f"{what} {path} is truncated or corrupt ({brief(e)}); re-download it") from None
 
 

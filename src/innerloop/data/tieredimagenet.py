@@ -22,6 +22,8 @@ file order. Train is 448,695 images (about 9.5 GB decoded): build its cache once
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +113,8 @@ def _read_npz(path: Path, size: tuple[int, int], resample: str, channel_order: s
     try:
         with np.load(path, allow_pickle=False) as z:
             images = z["images"]
-    except (OSError, ValueError, KeyError, EOFError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error, MemoryError,
+            NotImplementedError, RuntimeError) as e:
         raise UserError(f"tieredImageNet {path} is not a readable npz with an 'images' array ({brief(e)}); "
                         "re-create it") from None
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
