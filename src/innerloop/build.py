@@ -197,8 +197,15 @@ def build_objective(cfg: Config):
 
 
 def build(cfg: Config) -> tuple[SinusoidTasks | EpisodeTasks | TaskMixture, MetaLearner]:
-    """Everything a training run needs, on ``cfg.train.device`` in ``cfg.train.dtype``, seeded."""
+    """Everything a training run needs, on ``cfg.train.device`` in ``cfg.train.dtype``, seeded (torch, and numpy's
+    and Python's global generators too: a checkpoint stores all three, so a resumed run matches a fresh one)."""
+    import random
+
+    import numpy as np
+
     torch.manual_seed(cfg.train.seed)
+    np.random.seed(cfg.train.seed % 2**32)
+    random.seed(cfg.train.seed)
     tasks = build_tasks(cfg)
     device = torch.device(cfg.train.device)
     if device.type == "cuda" and not torch.cuda.is_available():

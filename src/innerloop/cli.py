@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
+    t.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train in N processes on this machine, the meta-batch's tasks split across them (launches "
+                        "torchrun --standalone; same result as one process)")
 
     e = sub.add_parser("eval", help="evaluate a trained run on its fixed test tasks")
     e.add_argument("run_dir")
@@ -92,6 +95,29 @@ def _one_line_notes() -> None:
     warnings.formatwarning = fmt
 
 
+def _launch(nproc: int, argv: list[str]) -> int:
+    """``innerloop train --nproc N ...``: the same command under ``torchrun --standalone --nproc_per_node N``."""
+    import subprocess
+
+    if nproc < 1:
+        raise UserError(f"--nproc {nproc} must be >= 1")
+    rest, skip = [], False
+    for i, a in enumerate(argv):
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            rest.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "innerloop", *rest]
+    import os
+
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # the cores, shared out
+    return subprocess.call(cmd, env=env)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import torch
@@ -108,12 +134,23 @@ def main(argv: list[str] | None = None) -> int:
             from innerloop.evaluate import evaluate_run, without_values
             from innerloop.train import train
 
+            from innerloop import distributed
+
+            if args.nproc is not None and not distributed.launched():
+                return _launch(args.nproc, argv if argv is not None else sys.argv[1:])
             cfg = config.load(args.config, args.set)
-            summary = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
-            print(json.dumps({"run": args.out, **summary}))
-            if not args.no_eval:
-                result = evaluate_run(args.out)
-                print(json.dumps(without_values(result)))  # per-task scores: innerloop eval RUN --json
+            world = distributed.World()
+            if distributed.launched():  # one of torchrun's processes: join the group, one GPU per process
+                world, cfg.train.device = distributed.init_from_env(cfg.train.device)
+            try:
+                summary = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
+            finally:
+                distributed.leave()
+            if world.main:
+                print(json.dumps({"run": args.out, **summary}))
+                if not args.no_eval:
+                    result = evaluate_run(args.out)
+                    print(json.dumps(without_values(result)))  # per-task scores: innerloop eval RUN --json
         elif args.command == "eval":
             from innerloop.evaluate import evaluate_run
 

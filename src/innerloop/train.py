@@ -21,6 +21,8 @@ from innerloop.build import DTYPES, build
 from innerloop.config import Config, apply, to_toml
 from innerloop.errors import DivergenceError, UserError
 from innerloop.progress import Progress
+from innerloop import distributed
+from innerloop.oracles.autograd import AutogradOracle
 from innerloop.runlock import LOCK, RunLock
 from innerloop.tasks.sinusoid import _seed
 
@@ -105,6 +107,25 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
       divergence/stall references are part of the checkpoint.
     """
     out = Path(out_dir)
+    world = distributed.current()
+    started: list[bool] = [False, False]  # [the directory is being written, every rank agreed to start]
+    if world.size > 1:
+        try:
+            if not world.main:  # rank 0 alone owns the directory: lock, config, metrics, checkpoints
+                if resume and not out.is_dir():
+                    raise UserError(f"nothing to resume: {out} does not exist (drop --resume to start a new run there)")
+                return _train(cfg, out, resume, False, on_eval, started, world)
+            return _train_in(cfg, out, resume, progress, on_eval, started, world)
+        except BaseException:
+            if not started[1]:
+                distributed.agree(world, False)  # the other ranks are waiting to hear whether everyone started
+            raise
+    return _train_in(cfg, out, resume, progress, on_eval, started, world)
+
+
+def _train_in(cfg: Config, out: Path, resume: bool, progress: bool, on_eval, started: list[bool],
+              world: distributed.World) -> dict[str, Any]:
+    """``train`` for the process that owns the run directory (the only one, or rank 0)."""
     if resume and not out.is_dir():
         raise UserError(f"nothing to resume: {out} does not exist (drop --resume to start a new run there)")
     if out.exists() and not out.is_dir():
@@ -115,7 +136,6 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot create the run directory {out} ({e.strerror or e}): choose another --out") from None
-    started: list[bool] = [False]
     try:
         had_lock = (out / LOCK).exists()
         with RunLock(out):
@@ -123,7 +143,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
             if before - {LOCK}:
                 created = None  # another process made the folder first: never remove it
             try:
-                return _train(cfg, out, resume, progress, on_eval, started)
+                return _train(cfg, out, resume, progress, on_eval, started, world)
             finally:
                 if not started[0]:  # a failed start leaves the directory as it found it
                     _undo_start(out, created, before)
@@ -152,13 +172,13 @@ class _Checkpoints:
     (or a stop requested by ``on_eval``) is written at once.
     """
 
-    def __init__(self, path: Path):
-        self.path, self.pending = path, None
+    def __init__(self, path: Path, writer: bool = True):
+        self.path, self.writer, self.pending = path, writer, None
 
     def hold(self, state: dict[str, Any]) -> None:
         import copy
 
-        self.pending = copy.deepcopy(state)
+        self.pending = copy.deepcopy(state) if self.writer else None
 
     def resolve(self, healthy: bool) -> None:
         if self.pending is not None and healthy:
@@ -166,15 +186,20 @@ class _Checkpoints:
         self.pending = None
 
     def write(self, state: dict[str, Any]) -> None:
+        """Save (the writer), or make the writer's finiteness decision (the other ranks of a job: same state)."""
         try:
-            ckpt.save(self.path, state)
+            if self.writer:
+                ckpt.save(self.path, state)
+            elif ckpt.non_finite(state):
+                raise ValueError("not writing a checkpoint with non-finite values")
         except ValueError as e:  # non-finite state: never on disk
             raise DivergenceError(f"{e} at iteration {state['iteration']}; {_kept(self.path)} — lower "
                                   "train.meta_lr or rule.lr and --resume") from None
 
 
 def _train(cfg: Config, out: Path, resume: bool, progress: bool,
-           on_eval: Callable[[dict[str, Any]], bool] | None, started: list[bool]) -> dict[str, Any]:
+           on_eval: Callable[[dict[str, Any]], bool] | None, started: list[bool],
+           world: distributed.World) -> dict[str, Any]:
     ck_path = out / ckpt.CHECKPOINT
     if ck_path.exists() and not resume:
         raise UserError(f"{out} already holds a run: pass --resume to continue it, or choose a new --out")
@@ -215,15 +240,27 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
         except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, SyntaxError) as e:
             raise UserError(f"{ck_path} does not match the config ({str(e).splitlines()[0][:100]}): resume with the "
                             "config it was trained with, or use a new --out") from None
-    # everything that can refuse the start has run: from here on the directory is written
+    shard = world.shard(cfg.train.meta_batch) if world.size > 1 else None
+    if shard is not None and not isinstance(meta.oracle, AutogradOracle):
+        raise UserError("a zeroth-order oracle draws its directions inside each task and is not sharded yet: train it "
+                        "in one process (without torchrun / --nproc)")
+    # everything that can refuse the start has run: every rank agrees, then the directory is written
+    ready = distributed.agree(world, True)
+    started[1] = True
+    if not ready:
+        raise UserError("another process of this job failed to start (its error names the cause); nothing was written")
+    writer = world.main
     started[0] = True
-    ckpt.atomic_write(out / "config.toml", lambda f: f.write(to_toml(cfg).encode()))
-    if state is not None:
-        lines = metrics_path.read_text().splitlines()[:n_lines] if metrics_path.exists() else []
-        ckpt.atomic_write(metrics_path, lambda f: f.write("".join(l + "\n" for l in lines).encode()))
-    elif metrics_path.exists():
-        metrics_path.unlink()
-    checkpoints = _Checkpoints(ck_path)
+    if writer:
+        for stale in out.glob("*.*.*.tmp"):  # left by a writer killed mid-write: under the lock, no one else writes
+            stale.unlink(missing_ok=True)
+        ckpt.atomic_write(out / "config.toml", lambda f: f.write(to_toml(cfg).encode()))
+        if state is not None:
+            lines = metrics_path.read_text().splitlines()[:n_lines] if metrics_path.exists() else []
+            ckpt.atomic_write(metrics_path, lambda f: f.write("".join(l + "\n" for l in lines).encode()))
+        elif metrics_path.exists():
+            metrics_path.unlink()
+    checkpoints = _Checkpoints(ck_path, writer)
 
     def snapshot(iteration: int) -> dict[str, Any]:
         return {
@@ -234,13 +271,14 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
         }
 
     total = cfg.train.iterations
-    bar = Progress(total, start, enabled=progress)
-    log = open(metrics_path, "a")
+    bar = Progress(total, start, enabled=progress and writer)
+    log = open(metrics_path, "a") if writer else None
 
     def write(record: dict[str, Any]) -> None:
         nonlocal n_lines
-        log.write(json.dumps(record) + "\n")
-        log.flush()
+        if log is not None:
+            log.write(json.dumps(record) + "\n")
+            log.flush()
         n_lines += 1
 
     bad = 0
@@ -255,11 +293,18 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
                 carry, ok, losses_all = None, True, []
                 for a, b in meta.spans():
                     opt.zero_grad(set_to_none=True)
-                    losses, aux, carry = meta.meta_backward_span(batch, it // cfg.train.epoch_length, a, b, carry)
+                    losses, aux, carry = meta.meta_backward_span(batch, it // cfg.train.epoch_length, a, b, carry,
+                                                                 shard)
+                    everywhere = True
+                    if shard is not None:  # one all-reduce: mean meta-gradient, all losses, finite on every rank
+                        mine = _finite(losses, *[p.grad for p in params if p.grad is not None], *aux.values())
+                        losses, everywhere = distributed.reduce_step(world, params, losses, cfg.train.meta_batch,
+                                                                     shard, mine)
                     grads = [p.grad for p in params if p.grad is not None]
                     loss = float(losses.mean())
                     losses_all.append(loss)
-                    ok = math.isfinite(loss) and _finite(*grads) and _finite(*aux.values())
+                    ok = everywhere and math.isfinite(loss) and _finite(*grads) and (
+                        shard is not None or _finite(*aux.values()))
                     if not losses_all[1:]:  # the first span's loss is the held checkpoint's own meta-loss
                         best = min(best, loss) if ok and it == 0 else best  # the untrained model: the first reference
                         checkpoints.resolve(ok and not diverged(loss, best, cfg.train.divergence_factor))
@@ -307,7 +352,7 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
                     "iteration": it, "meta_loss": window_loss / window_n,
                     "tasks_per_s": window_n * cfg.train.meta_batch / max(dt, 1e-9), "elapsed_s": round(elapsed, 3),
                 }
-                for k, v in aux.items():
+                for k, v in distributed.gather_tree(world, aux).items():
                     rec[f"{k}_mean"] = float(v.float().mean())
                 write(rec)
                 window = window_loss / window_n
@@ -348,10 +393,12 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
     except KeyboardInterrupt:
         raise UserError(f"interrupted at iteration {it}; {_kept(ck_path)}: continue with --resume") from None
     finally:
-        log.close()
+        if log is not None:
+            log.close()
         bar.close()
     if not ck_path.exists():  # nothing trained (train.iterations = 0): keep the untrained baseline evaluable
         checkpoints.write(snapshot(it))
+    distributed.barrier(world)  # the final checkpoint is on disk before any rank moves on (e.g. to evaluate it)
     return {"iterations": it, "elapsed_s": elapsed, "executor": meta.mode}
 
 

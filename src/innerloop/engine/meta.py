@@ -99,7 +99,8 @@ class MetaLearner(nn.Module):
         self.compiled = compile
         if workers < 0:
             raise ConfigError(f"train.workers = {workers} must be >= 0 (0 = one per CPU core, 1 = no task threads)")
-        self.workers = workers or (os.cpu_count() or 1)
+        # 0: one per CPU core, shared out among the processes of a job on this machine (torchrun's LOCAL_WORLD_SIZE)
+        self.workers = workers or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
         if self.workers > 1 and not isinstance(self.oracle, AutogradOracle):
             raise ConfigError("train.workers > 1 needs the autograd oracle (a zeroth-order oracle draws random directions "
                               "inside each task, which threads would reorder): set train.workers = 1")
@@ -138,11 +139,13 @@ class MetaLearner(nn.Module):
         _, grads, _ = self.oracle(loop.support_loss_fn(static, x, y), params)
         return self.attenuator(params, grads)[0]
 
-    def _start(self, family: str, n: int) -> tuple[Params | None, Params, Params | None]:
-        """(shared theta_0 | None, shared static, per-task full params [n, ...] | None)."""
+    def _start(self, family: str, n: int, keep: slice | None = None) -> tuple[Params | None, Params, Params | None]:
+        """(shared theta_0 | None, shared static, per-task full params [n, ...] | None); ``keep``: the tasks of a
+        shard (per-task draws are made for all ``n`` and sliced)."""
         init, learner = self.inits[family], self.learners[family]
         if getattr(init, "per_task", False):
-            return None, {}, init.sample(n)
+            drawn = init.sample(n)
+            return None, {}, drawn if keep is None else index_tree(drawn, keep)
         full = init()
         return {k: full[k] for k in learner.inner}, {k: full[k] for k in learner.outer}, None
 
@@ -181,33 +184,56 @@ class MetaLearner(nn.Module):
         losses, aux, _ = self.meta_backward_span(batch, epoch, 0, self.steps, None)
         return losses, aux
 
-    def meta_backward_span(self, batch, epoch: int, start: int, stop: int, carry: dict | None):
+    def meta_backward_span(self, batch, epoch: int, start: int, stop: int, carry: dict | None,
+                           shard: tuple[int, int] | None = None):
         """Backpropagate the meta-loss of steps ``start .. stop-1`` from ``carry`` (the detached
-        inner state per family at ``start``; None at step 0). Returns losses, aux, next carry."""
+        inner state per family at ``start``; None at step 0). Returns losses, aux, next carry.
+
+        ``shard = (lo, hi)``: only tasks ``lo .. hi-1`` of the batch (in family order, the order of the returned
+        losses) are run, and their gradients are still scaled by 1 / (all tasks of the batch): the sum of the
+        shards' ``.grad`` over any partition of the batch is the whole batch's mean meta-gradient
+        (:mod:`innerloop.distributed`). Per-task initialisations are drawn for the whole batch and sliced, so
+        every shard sees exactly the random numbers the single process gives its tasks. Losses, aux and carry
+        cover the shard's tasks only."""
         groups = self.groups(batch)
         total = sum(self._count(t) for t in groups.values())
         weights = self.objective.step_weights(self.steps, epoch)[start:stop]
         all_losses, all_aux, new_carry = [], [], {}
+        off = 0
         for family, tasks in groups.items():
             n = self._count(tasks)
+            keep = None
+            if shard is not None:
+                lo, hi = min(max(shard[0] - off, 0), n), min(max(shard[1] - off, 0), n)
+                keep = slice(lo, hi)
+                tasks = tasks[lo:hi] if is_ragged(tasks) else index_tree(tasks, keep)
+            off += n
+            if keep is not None and keep.stop == keep.start:
+                if start == 0:
+                    self._start(family, n)  # the draws the single process makes for these tasks
+                continue
             if self.checkpoint and (start, stop) == (0, self.steps):
-                losses, aux, fin = self._checkpointed(family, tasks, n, total)
+                losses, aux, fin = self._checkpointed(family, tasks, n, total, keep)
             else:
-                losses, aux, fin = self._plain(family, tasks, n, total, weights, start, carry and carry.get(family))
+                losses, aux, fin = self._plain(family, tasks, n, total, weights, start, carry and carry.get(family),
+                                               keep)
             all_losses.append(losses)
             all_aux.append(aux)
             new_carry[family] = fin
+        if not all_losses:  # a shard with no tasks
+            return torch.zeros(0), {}, new_carry
         aux = {k: torch.cat([a[k].flatten(1) for a in all_aux]) for k in all_aux[0]} if len(all_aux) > 1 else all_aux[0]
         return torch.cat(all_losses), aux, new_carry
 
-    def _plain(self, family, tasks, n, total, weights, start, carry):
+    def _plain(self, family, tasks, n, total, weights, start, carry, keep=None):
         loop = self.loops[family]
         if carry is None:
-            shared, static, per_task = self._start(family, n)
+            shared, static, per_task = self._start(family, n, keep)
         elif getattr(self.inits[family], "per_task", False):
             shared, static, per_task = None, {}, None  # the per-task static params travel in the carry
         else:
             shared, static, per_task = None, self._start(family, n)[1], None
+        n = n if keep is None else keep.stop - keep.start
         objective = self.objective
         inner_names = self.learners[family].inner
 
@@ -238,11 +264,12 @@ class MetaLearner(nn.Module):
         fin = {"params": p, "state": s, "static": stat if stat is not None else {}}
         return losses, aux, fin
 
-    def _checkpointed(self, family, tasks, n, total):
+    def _checkpointed(self, family, tasks, n, total, keep=None):
         if is_ragged(tasks):
             raise ConfigError("the checkpointed unroll needs stacked tasks; set train.checkpoint_unroll = 0 for ragged batches")
         learner, loop = self.learners[family], self.loops[family]
-        shared, static, per_task = self._start(family, n)
+        shared, static, per_task = self._start(family, n, keep)
+        n = n if keep is None else keep.stop - keep.start
         names = list(learner.inner)
         xs, ys, xq, yq = tasks
         if per_task is not None:
