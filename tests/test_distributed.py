@@ -34,6 +34,7 @@ def _worker(rank: int, world: int, store: str, config: str, sets: list[str], out
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         train(C.load(config, sets), out, resume=resume, progress=False)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -51,6 +52,27 @@ def run(tmp: Path, world: int, config: str, sets: list[str], name: str, resume: 
         store = tmp / f"{name}.store{int(resume)}"
         mp.spawn(_worker, args=(world, str(store), config, sets, str(out), resume), nprocs=world, join=True)
     return out
+
+
+def _eval_worker(rank: int, world: int, store: str, run_dir: str, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        from innerloop.evaluate import evaluate_run
+
+        result = evaluate_run(run_dir)
+        Path(f"{out}.{rank}").write_text(json.dumps(result))
+        dist.barrier()  # as the command line does: nobody leaves the group while another still works in it
+    finally:
+        dist.destroy_process_group()
+
+
+def sharded_eval(tmp: Path, world: int, run_dir: Path) -> list[dict]:
+    """Every rank's evaluation result (each must hold all tasks' scores)."""
+    out = tmp / f"eval{world}"
+    mp.spawn(_eval_worker, args=(world, str(tmp / f"eval{world}.store"), str(run_dir), str(out)), nprocs=world,
+             join=True)
+    return [json.loads(Path(f"{out}.{r}").read_text()) for r in range(world)]
 
 
 def state(run_dir: Path) -> dict:
@@ -200,3 +222,39 @@ def test_torchrun_command_line_equals_one_process(tmp_path):
     evals = [json.loads(p.stdout.strip().splitlines()[-1]) for p in (one, two)]
     assert evals[1]["mean"] == pytest.approx(evals[0]["mean"], rel=1e-10)
     assert len(two.stdout.strip().splitlines()) == 2  # rank 0 alone prints
+    scores = subprocess.run([sys.executable, "-m", "innerloop", "eval", str(tmp_path / "one"), "--json", "--nproc", "2"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert scores.returncode == 0, scores.stderr[-3000:]
+    assert json.loads(scores.stdout)["values"] == json.loads(
+        subprocess.run([sys.executable, "-m", "innerloop", "eval", str(tmp_path / "one"), "--json"],
+                       capture_output=True, text=True, env=env).stdout)["values"]
+
+
+@pytest.mark.parametrize("config", ["sinusoid/alfa-maml", "sinusoid/alfa-random"])
+def test_sharded_evaluation_equals_one_process(tmp_path, config):
+    """Whole eval.chunk blocks per process (alfa-maml: no random draws at test time) or, where each task's random
+    init depends on the tasks before it (alfa-random), every process evaluating all: the per-task scores, mean and
+    CI are one process's, exactly, on every rank."""
+    from innerloop.evaluate import evaluate_run
+
+    sets = ["train.iterations=2", "train.meta_batch=3", "eval.tasks=10", "eval.chunk=3"]
+    run_dir = run(tmp_path, 1, config, sets, "run")
+    one = evaluate_run(run_dir)
+    for world in (2, 3):
+        for result in sharded_eval(tmp_path, world, run_dir):
+            assert result["values"] == one["values"] and result["mean"] == one["mean"] and result["ci95"] == one["ci95"]
+
+
+@pytest.mark.skipif(not (SHARED / "omniglot").exists(), reason="shared Omniglot data not present")
+def test_sharded_evaluation_of_image_episodes(tmp_path, monkeypatch):
+    """Episode chunks go round-robin to the processes (chunk i keeps its own seed) and come back in order."""
+    from innerloop.evaluate import evaluate_run
+
+    monkeypatch.setenv("INNERLOOP_DATA", str(SHARED))
+    monkeypatch.setenv("INNERLOOP_CACHE", str(tmp_path / "cache"))
+    sets = ["train.iterations=1", "train.meta_batch=2", "model.filters=4", "task.query=2", "train.workers=1",
+            "eval.tasks=7", "eval.chunk=2", "task.eval_query=2"]
+    run_dir = run(tmp_path, 1, "omniglot/maml", sets, "run")
+    one = evaluate_run(run_dir)
+    for result in sharded_eval(tmp_path, 3, run_dir):
+        assert result["values"] == one["values"] and result["mean"] == one["mean"]

@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", type=int, default=None, help="inner steps at test time (default: eval.steps or inner.steps)")
     e.add_argument("--sources", default=None, help="comma-separated test sources of a mixture run, e.g. mnist,cifar10")
     e.add_argument("--json", action="store_true", help="print one JSON object (with the per-task scores, \"values\")")
+    e.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="evaluate in N processes on this machine, the test tasks shared out (same scores as one)")
 
     r = sub.add_parser("reproduce", help="train and evaluate a paper table")
     r.add_argument("name", help="alfa-sinusoid | lft-sinusoid | omniglot | lft-uap | lft-classification")
@@ -96,7 +98,7 @@ def _one_line_notes() -> None:
 
 
 def _launch(nproc: int, argv: list[str]) -> int:
-    """``innerloop train --nproc N ...``: the same command under ``torchrun --standalone --nproc_per_node N``."""
+    """``innerloop train|eval --nproc N ...``: the same command under ``torchrun --standalone --nproc_per_node N``."""
     import subprocess
 
     if nproc < 1:
@@ -144,21 +146,33 @@ def main(argv: list[str] | None = None) -> int:
                 world, cfg.train.device = distributed.init_from_env(cfg.train.device)
             try:
                 summary = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
+                if world.main:
+                    print(json.dumps({"run": args.out, **summary}), flush=True)
+                if not args.no_eval:
+                    result = evaluate_run(args.out)  # sharded over the job's processes, gathered on every one
+                    if world.main:
+                        print(json.dumps(without_values(result)))  # per-task scores: innerloop eval RUN --json
+                distributed.barrier(world)  # nobody leaves the group while another process still works in it
             finally:
                 distributed.leave()
-            if world.main:
-                print(json.dumps({"run": args.out, **summary}))
-                if not args.no_eval:
-                    result = evaluate_run(args.out)
-                    print(json.dumps(without_values(result)))  # per-task scores: innerloop eval RUN --json
         elif args.command == "eval":
+            from innerloop import distributed
             from innerloop.evaluate import evaluate_run
 
+            if args.nproc is not None and not distributed.launched():
+                return _launch(args.nproc, argv if argv is not None else sys.argv[1:])
             sources = [x for x in args.sources.split(",") if x] if args.sources else None
-            result = evaluate_run(args.run_dir, args.tasks, args.steps, sources=sources)
-            if args.json:
+            world = distributed.World()
+            if distributed.launched():  # torchrun: the test tasks are shared out, every process gets all scores
+                world, _ = distributed.init_from_env("cuda" if torch.cuda.is_available() else "cpu")
+            try:
+                result = evaluate_run(args.run_dir, args.tasks, args.steps, sources=sources)
+                distributed.barrier(world)
+            finally:
+                distributed.leave()
+            if world.main and args.json:
                 print(json.dumps(result))
-            else:
+            elif world.main:
                 print(f"{result['metric']}: {result['mean']:.4f} +- {result['ci95']:.4f} "
                       f"(95% CI, {result['tasks']} tasks, {result['steps']} steps)")
         elif args.command == "finetune":

@@ -125,6 +125,25 @@ def gather_tree(world: World, tree: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: torch.cat([p[k] for p in parts if p]) for k in keys}
 
 
+def gather_objects(world: World, obj) -> list:
+    """Every rank's ``obj`` (tensors moved to the CPU), in rank order; ``[obj]`` in a single process."""
+    if world.size == 1:
+        return [obj]
+    parts: list = [None] * world.size
+    dist.all_gather_object(parts, _to_cpu(obj))
+    return parts
+
+
+def _to_cpu(obj):
+    if isinstance(obj, Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
 def agree(world: World, ok: bool) -> bool:
     """True when every rank passes ``ok`` (e.g. started cleanly); a collective: every rank must call it."""
     if world.size == 1:

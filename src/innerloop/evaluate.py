@@ -9,7 +9,9 @@ from typing import Any
 
 import torch
 
+from innerloop import distributed
 from innerloop.build import DTYPES
+from innerloop.engine.executor import index_tree
 from innerloop.config import Config
 from innerloop.engine import MetaLearner
 from innerloop.errors import UserError
@@ -58,6 +60,14 @@ def without_values(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _draws_at_test_time(meta: MetaLearner) -> bool:
+    """Whether adapting a task draws random numbers (per-task random inits, zeroth-order directions)."""
+    from innerloop.oracles.autograd import AutogradOracle
+
+    return any(getattr(i, "per_task", False) for i in meta.inits.values()) or not isinstance(meta.oracle,
+                                                                                             AutogradOracle)
+
+
 def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = None, steps: int | None = None,
                   record: list[int] | None = None, sources: list[str] | None = None) -> dict[str, Any]:
     """Adapt on ``shots`` support points of each fixed test task, score on ``eval_query`` points.
@@ -88,20 +98,40 @@ def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = N
             raise UserError("--sources applies to runs with several task sources (task.family = incongruous | uap)")
         kw["sources"] = sources
     extras: dict[str, list[torch.Tensor]] = {}
+    world = distributed.current()
     if hasattr(tasks, "eval_batches"):
-        # image episodes: materialise ``chunk`` episodes at a time; chunk i draws its randomness from seed + i
-        parts = []
+        # image episodes: materialise ``chunk`` episodes at a time; chunk i draws its randomness from seed + i, so
+        # chunk i can be evaluated by process i mod W of a job and the chunks gathered back in order (each process
+        # still materialises every chunk's images: the episode stream is drawn in one sequence)
+        mine = []
         for i, b in enumerate(tasks.eval_batches(n_tasks, cfg.eval.seed, cfg.task.eval_query, cfg.eval.chunk, **kw)):
+            if i % world.size != world.rank:
+                continue
             v, info = meta.evaluate(b, chunk=cfg.eval.chunk, record=marks, seed=cfg.eval.seed + i)
-            parts.append(v)
-            for k, t in info.items():
-                if k.startswith("metric/"):
-                    extras.setdefault(k[len("metric/"):], []).append(t)
-        values = torch.cat(parts)
+            mine.append((i, v, {k[len("metric/"):]: t for k, t in info.items() if k.startswith("metric/")}))
+        parts = sorted((p for block in distributed.gather_objects(world, mine) for p in block), key=lambda p: p[0])
+        values = torch.cat([v for _, v, _ in parts])
+        for _, _, ex in parts:
+            for k, t in ex.items():
+                extras.setdefault(k, []).append(t)
     else:
         batch = tasks.eval_set(n_tasks, cfg.eval.seed, cfg.task.eval_query, **kw)
-        values, info = meta.evaluate(batch, chunk=cfg.eval.chunk, record=marks, seed=cfg.eval.seed)
-        extras = {k[len("metric/"):]: [t] for k, t in info.items() if k.startswith("metric/")}
+        if world.size > 1 and not _draws_at_test_time(meta):
+            # no random draws: whole ``eval.chunk`` blocks of tasks per process, each evaluated exactly as in one
+            # process (the same chunks through the same batched computation), gathered in task order
+            size = cfg.eval.chunk or n_tasks
+            c_lo, c_hi = world.shard(-(-n_tasks // size))
+            mine = index_tree(batch, slice(c_lo * size, min(c_hi * size, n_tasks)))
+            v, info = (meta.evaluate(mine, chunk=cfg.eval.chunk, record=marks, seed=cfg.eval.seed)
+                       if c_hi > c_lo else (None, {}))
+            parts = distributed.gather_objects(world, (v, {k[len("metric/"):]: t for k, t in info.items()
+                                                           if k.startswith("metric/")}))
+            values = torch.cat([v for v, _ in parts if v is not None])
+            extras = {k: [ex[k] for v, ex in parts if v is not None] for k in next(ex for v, ex in parts
+                                                                                  if v is not None)}
+        else:  # one process, or per-task random draws that depend on every earlier task: not sharded
+            values, info = meta.evaluate(batch, chunk=cfg.eval.chunk, record=marks, seed=cfg.eval.seed)
+            extras = {k[len("metric/"):]: [t] for k, t in info.items() if k.startswith("metric/")}
     extra = {k: torch.cat(v) for k, v in extras.items()}  # [tasks, marks]
     n_tasks = values.shape[0]
     by_steps = []
