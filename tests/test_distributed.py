@@ -258,3 +258,16 @@ def test_sharded_evaluation_of_image_episodes(tmp_path, monkeypatch):
     one = evaluate_run(run_dir)
     for result in sharded_eval(tmp_path, 3, run_dir):
         assert result["values"] == one["values"] and result["mean"] == one["mean"]
+
+
+def test_a_failure_in_every_process_is_one_line_under_nproc(tmp_path):
+    """Each process fails the same check: one line (not one per process, no launcher report), exit 2."""
+    run_dir = tmp_path / "taken"
+    run_dir.mkdir()
+    (run_dir / "checkpoint.pt").write_bytes(b"someone else's run")
+    res = subprocess.run([sys.executable, "-m", "innerloop", "train", "sinusoid/maml", "--out", str(run_dir), "--quiet",
+                          "--nproc", "2"], capture_output=True, text=True, timeout=300)
+    lines = [l for l in res.stderr.splitlines() if l.strip()]
+    assert res.returncode == 2 and lines == [
+        f"innerloop: error: {run_dir} already holds a run: pass --resume to continue it, or choose a new --out"], res.stderr
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt"]

@@ -98,26 +98,33 @@ def _one_line_notes() -> None:
 
 
 def _launch(nproc: int, argv: list[str]) -> int:
-    """``innerloop train|eval --nproc N ...``: the same command under ``torchrun --standalone --nproc_per_node N``."""
-    import subprocess
+    """``innerloop train|eval --nproc N ...``: the same command in N processes, as ``torchrun --standalone
+    --nproc_per_node N -m innerloop ...`` runs it (torch's launcher, in this process). The processes' own errors
+    are their one-line ``innerloop: error:`` messages; the launcher's report of a failed process is not shown."""
+    import logging
+    import os
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
 
     if nproc < 1:
         raise UserError(f"--nproc {nproc} must be >= 1")
     rest, skip = [], False
-    for i, a in enumerate(argv):
+    for a in argv:
         if skip:
             skip = False
         elif a == "--nproc":
             skip = True
         elif not a.startswith("--nproc="):
             rest.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "innerloop", *rest]
-    import os
-
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # the cores, shared out
-    return subprocess.call(cmd, env=env)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # the cores, shared out
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    try:
+        run(parse_args(["--standalone", f"--nproc_per_node={nproc}", "-m", "innerloop", *rest]))
+    except ChildFailedError as e:
+        codes = {f.exitcode for f in e.failures.values()}
+        return 2 if 2 in codes else max(1, *(c for c in codes if c > 0), 1)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,9 +145,9 @@ def main(argv: list[str] | None = None) -> int:
 
             from innerloop import distributed
 
+            cfg = config.load(args.config, args.set)  # a bad config fails here, once, before any process starts
             if args.nproc is not None and not distributed.launched():
                 return _launch(args.nproc, argv if argv is not None else sys.argv[1:])
-            cfg = config.load(args.config, args.set)
             world = distributed.World()
             if distributed.launched():  # one of torchrun's processes: join the group, one GPU per process
                 world, cfg.train.device = distributed.init_from_env(cfg.train.device)
@@ -195,7 +202,10 @@ def main(argv: list[str] | None = None) -> int:
 
             run_reproduction(args.name, args.budget, args.out, jobs=args.jobs, device=args.device, only=args.only)
     except UserError as e:
-        sys.stderr.write(f"innerloop: error: {e}\n")
+        from innerloop.distributed import PeerFailed
+
+        if not isinstance(e, PeerFailed):  # another process of the job printed the cause
+            sys.stderr.write(f"innerloop: error: {e}\n")
         return 2
     return 0
 

@@ -29,6 +29,10 @@ from torch import Tensor
 from innerloop.errors import UserError
 
 
+class PeerFailed(UserError):
+    """This process stopped because another process of the job failed (that one reports the cause)."""
+
+
 @dataclass(frozen=True)
 class World:
     """This process's place in the job: ``rank`` of ``size`` (1 = a plain single-process run)."""
@@ -144,13 +148,20 @@ def _to_cpu(obj):
     return obj
 
 
-def agree(world: World, ok: bool) -> bool:
-    """True when every rank passes ``ok`` (e.g. started cleanly); a collective: every rank must call it."""
+def agree(world: World, error: str | None) -> list[str | None]:
+    """Every rank's start-up error (None: started cleanly), in rank order; a collective every rank must call."""
     if world.size == 1:
-        return ok
-    flag = torch.tensor([0.0 if ok else 1.0], device=_device_of([]))
-    dist.all_reduce(flag)
-    return bool(flag.item() == 0)
+        return [error]
+    return gather_objects(world, error)
+
+
+def report_once(world: World, errors: list[str | None], mine: BaseException) -> BaseException:
+    """The exception this rank raises after a failed start: its own, unless a lower rank reports the same
+    message (then :class:`PeerFailed`, which prints nothing): one line per distinct cause, not one per process."""
+    text = str(mine)
+    if any(e == text for e in errors[:world.rank]):
+        return PeerFailed(text)
+    return mine
 
 
 def leave() -> None:

@@ -116,10 +116,12 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
                     raise UserError(f"nothing to resume: {out} does not exist (drop --resume to start a new run there)")
                 return _train(cfg, out, resume, False, on_eval, started, world)
             return _train_in(cfg, out, resume, progress, on_eval, started, world)
-        except BaseException:
-            if not started[1]:
-                distributed.agree(world, False)  # the other ranks are waiting to hear whether everyone started
-            raise
+        except BaseException as e:
+            if started[1]:
+                raise
+            # the other ranks wait to hear whether everyone started; a cause they share is reported by one rank
+            errors = distributed.agree(world, str(e) or type(e).__name__)
+            raise distributed.report_once(world, errors, e) from None
     return _train_in(cfg, out, resume, progress, on_eval, started, world)
 
 
@@ -245,10 +247,11 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
         raise UserError("a zeroth-order oracle draws its directions inside each task and is not sharded yet: train it "
                         "in one process (without torchrun / --nproc)")
     # everything that can refuse the start has run: every rank agrees, then the directory is written
-    ready = distributed.agree(world, True)
+    errors = distributed.agree(world, None)
     started[1] = True
-    if not ready:
-        raise UserError("another process of this job failed to start (its error names the cause); nothing was written")
+    if any(errors):
+        raise distributed.PeerFailed("another process of this job failed to start (its error names the cause); nothing "
+                                     "was written")
     writer = world.main
     started[0] = True
     if writer:

@@ -47,6 +47,19 @@ class UnrollPlan:
         return one(params, state, self.xs, self.ys)
 
 
+def _rng_state(params: Params) -> tuple:
+    """(CPU RNG state, CUDA devices of ``params``, their RNG states): what a segment's random draws depend on."""
+    devices = sorted({t.device.index or 0 for t in params.values() if t.device.type == "cuda"})
+    return torch.get_rng_state(), devices, [torch.cuda.get_rng_state(d) for d in devices]
+
+
+def _set_rng_state(rng: tuple) -> None:
+    cpu, devices, cuda = rng
+    torch.set_rng_state(cpu)
+    for d, st in zip(devices, cuda):
+        torch.cuda.set_rng_state(st, d)
+
+
 class _CheckpointedUnroll(torch.autograd.Function):
     @staticmethod
     def forward(ctx, plan: UnrollPlan, *tensors: Tensor):
@@ -59,7 +72,8 @@ class _CheckpointedUnroll(torch.autograd.Function):
         saved, infos = [], []
         bounds = list(range(0, plan.steps, plan.every)) + [plan.steps]
         for start, stop in zip(bounds[:-1], bounds[1:]):
-            saved.append((start, stop, params, state))
+            # the RNG state too: a segment that draws (zeroth-order directions) redraws the same numbers in backward
+            saved.append((start, stop, params, state, _rng_state(params)))
             params, state, info = plan.segment(params, state, start, stop)
             infos.append(info)
         plan.infos = {k: torch.cat([i[k] for i in infos], dim=1 if plan.batched else 0) for k in infos[0]} if infos and infos[0] else {}
@@ -75,8 +89,9 @@ class _CheckpointedUnroll(torch.autograd.Function):
         meta_grads = [torch.zeros_like(m) for m in meta_req]
         cot_p = dict(zip(plan.names, cotangents))
         cot_s: dict[str, Tensor] = {}
-        for start, stop, params, state in reversed(ctx.saved):
-            with torch.enable_grad():
+        for start, stop, params, state, rng in reversed(ctx.saved):
+            with torch.enable_grad(), torch.random.fork_rng(devices=rng[1]):
+                _set_rng_state(rng)
                 p_in = {n: t.detach().requires_grad_() for n, t in params.items()}
                 s_in = {n: t.detach().requires_grad_() for n, t in state.items() if t.is_floating_point()}
                 p_out, s_out, _ = plan.segment(p_in, {**state, **s_in}, start, stop)
