@@ -111,13 +111,15 @@ def test_shards_partition_every_batch():
             assert max(h - l for l, h in blocks) - min(h - l for l, h in blocks) <= 1
 
 
-@pytest.mark.parametrize("config", ["sinusoid/alfa-random", "sinusoid/lft"])
-def test_shard_gradients_sum_to_the_batch_gradient(config):
-    """In one process: per-task random inits are drawn for the whole batch and sliced, so the shards' scaled
-    gradients sum to the full batch's (a shard with no task included)."""
+@pytest.mark.parametrize("config,extra", [("sinusoid/alfa-random", []), ("sinusoid/lft", []),
+                                          ("sinusoid/lft", ['oracle.kind="zo"', "inner.steps=3"])])
+def test_shard_gradients_sum_to_the_batch_gradient(config, extra):
+    """In one process: per-task random inits are drawn for the whole batch and sliced, and zeroth-order directions
+    are keyed by each task's index in the batch, so the shards' scaled gradients sum to the full batch's (a shard
+    with no task included)."""
     from innerloop.build import build
 
-    cfg = C.load(config, F64 + ["train.meta_batch=5"])
+    cfg = C.load(config, F64 + ["train.meta_batch=5", *extra])
     tasks, meta = build(cfg)
     params = [p for p in meta.parameters() if p.requires_grad]
     batch = tasks.train_batch(5, 0, 0, dtype=torch.float64)
@@ -146,6 +148,10 @@ CASES = {  # config, extra settings, world sizes
     "lft, 2 truncated spans": ("sinusoid/lft", ["train.meta_batch=3", "inner.steps=4", "train.truncation=2"], (2,)),
     "l2o": ("sinusoid/l2o", ["train.meta_batch=3", "inner.steps=3", "train.truncation=3"], (2,)),
     "a rank with no task": ("sinusoid/maml", ["train.meta_batch=2"], (3,)),
+    "zeroth-order lft": ("sinusoid/lft", ['oracle.kind="zo"', "train.meta_batch=3", "inner.steps=3"], (2, 3)),
+    "zeroth-order l2o, 2 truncated spans": ("sinusoid/l2o", ['oracle.kind="zo"', "train.meta_batch=3", "inner.steps=4",
+                                                             "train.truncation=2"], (2,)),
+    "zeroth-order maml": ("sinusoid/maml", ['oracle.kind="zo"', "train.meta_batch=4", "inner.steps=2"], (3,)),
 }
 
 
@@ -201,9 +207,10 @@ def test_incongruous_mixture(tmp_path, monkeypatch):
     assert_same_run(ref, run(tmp_path, 2, "lft/classification", sets, "w2"))
 
 
-def test_zeroth_order_oracle_is_refused_in_several_processes(tmp_path):
-    sets = ["train.iterations=2", 'oracle.kind="zo"', "train.meta_batch=2", "train.workers=1"]
-    with pytest.raises(Exception, match="zeroth-order oracle"):
+def test_stream_noise_is_refused_in_several_processes(tmp_path):
+    """``oracle.noise = "stream"`` takes each task's directions after the previous task's: not shardable."""
+    sets = ["train.iterations=2", 'oracle.kind="zo"', 'oracle.noise="stream"', "train.meta_batch=2", "train.workers=1"]
+    with pytest.raises(Exception, match="oracle.noise = 'keyed'"):
         run(tmp_path, 2, "sinusoid/lft", sets, "zo")
     assert not (tmp_path / "zo").exists()
 
@@ -230,16 +237,22 @@ def test_torchrun_command_line_equals_one_process(tmp_path):
                        capture_output=True, text=True, env=env).stdout)["values"]
 
 
-@pytest.mark.parametrize("config", ["sinusoid/alfa-maml", "sinusoid/alfa-random"])
-def test_sharded_evaluation_equals_one_process(tmp_path, config):
-    """Whole eval.chunk blocks per process (alfa-maml: no random draws at test time) or, where each task's random
-    init depends on the tasks before it (alfa-random), every process evaluating all: the per-task scores, mean and
-    CI are one process's, exactly, on every rank."""
+@pytest.mark.parametrize("config,extra", [("sinusoid/alfa-maml", []), ("sinusoid/alfa-random", []),
+                                          ("sinusoid/lft", ['oracle.kind="zo"', "inner.steps=3"])])
+def test_sharded_evaluation_equals_one_process(tmp_path, config, extra):
+    """Whole eval.chunk blocks per process, each with the random numbers one process gives those tasks (per-task
+    random inits drawn for all tasks and sliced, zeroth-order directions keyed by task): the per-task scores, mean
+    and CI are one process's, exactly, on every rank."""
     from innerloop.evaluate import evaluate_run
 
-    sets = ["train.iterations=2", "train.meta_batch=3", "eval.tasks=10", "eval.chunk=3"]
+    sets = ["train.iterations=2", "train.meta_batch=3", "eval.tasks=10", "eval.chunk=3", *extra]
     run_dir = run(tmp_path, 1, config, sets, "run")
-    one = evaluate_run(run_dir)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each spawned process runs (float32 sums may split differently across threads)
+    try:
+        one = evaluate_run(run_dir)
+    finally:
+        torch.set_num_threads(threads)
     for world in (2, 3):
         for result in sharded_eval(tmp_path, world, run_dir):
             assert result["values"] == one["values"] and result["mean"] == one["mean"] and result["ci95"] == one["ci95"]
@@ -271,3 +284,111 @@ def test_a_failure_in_every_process_is_one_line_under_nproc(tmp_path):
     assert res.returncode == 2 and lines == [
         f"innerloop: error: {run_dir} already holds a run: pass --resume to continue it, or choose a new --out"], res.stderr
     assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt"]
+
+
+def test_reproduce_in_two_processes(tmp_path):
+    """``innerloop reproduce ... --nproc 2``: each row's tasks split over 2 processes, rank 0 alone writes the row's
+    result and the table; the scores are one process's (float32 here, the shipped dtype: equal to summation order)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "INNERLOOP_THREADS": "1"}
+    args = ["reproduce", "alfa-sinusoid", "--budget", "smoke", "--only", "main-maml-2x40-k5"]
+    one = subprocess.run([sys.executable, "-m", "innerloop", *args, "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    two = subprocess.run([sys.executable, "-m", "innerloop", *args, "--out", str(tmp_path / "two"), "--nproc", "2"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
+    assert two.stderr.count("[row done]") == 1 and two.stdout.count("wrote ") == 1  # rank 0 alone reports
+    a, b = (json.loads((tmp_path / d / "results.json").read_text())["rows"] for d in ("one", "two"))
+    assert [r["method"] for r in a] == [r["method"] for r in b] == ["MAML"]
+    assert b[0]["mean"] == pytest.approx(a[0]["mean"], rel=1e-4) and b[0]["tasks"] == a[0]["tasks"]
+    assert not list((tmp_path / "two").rglob("*.tmp"))
+    jobs = subprocess.run([sys.executable, "-m", "innerloop", *args, "--out", str(tmp_path / "three"), "--nproc", "2",
+                           "--jobs", "2"], capture_output=True, text=True, env=env, timeout=120)
+    assert jobs.returncode == 2 and jobs.stderr.count("innerloop: error:") == 1 and "--jobs" in jobs.stderr
+
+
+def _pid_of_rank(rank: int, parent_env_marker: str) -> int | None:
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in env and f"LOCAL_RANK={rank}".encode() in env and \
+                f"INNERLOOP_TEST_MARK={parent_env_marker}".encode() in env:
+            return int(pid)
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the process of rank 1 through /proc")
+def test_a_killed_process_is_named_and_the_run_resumes(tmp_path):
+    """SIGKILL one of ``--nproc 2``'s processes mid-training: the command ends at once with one line naming rank 1
+    (no traceback, no launcher report), and the run resumes from its last checkpoint in one process."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    mark = tmp_path.name
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "INNERLOOP_TEST_MARK": mark}
+    args = [sys.executable, "-m", "innerloop", "train", "sinusoid/maml", "--out", str(out), "--quiet", "--no-eval",
+            "--set", "train.iterations=100000", "--set", "train.checkpoint_every=5", "--set", "train.log_every=5"]
+    job = subprocess.Popen([*args, "--nproc", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.time() + 120
+        while not (out / "checkpoint.pt").exists() and time.time() < deadline and job.poll() is None:
+            time.sleep(0.2)
+        victim = _pid_of_rank(1, mark)
+        assert victim is not None and job.poll() is None, job.stderr.read() if job.poll() is not None else "no rank 1"
+        t = time.time()
+        os.kill(victim, signal.SIGKILL)
+        _, err = job.communicate(timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode != 0 and time.time() - t < 60
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("innerloop: error: process rank 1 of 2 died of SIGKILL"), err[-3000:]
+    assert "--resume" in lines[0]
+    kept = torch.load(out / "checkpoint.pt", weights_only=True)["iteration"]
+    assert kept >= 5
+    resumed = subprocess.run([*args[:-6], "--set", f"train.iterations={kept + 5}", "--set", "train.checkpoint_every=5",
+                              "--set", "train.log_every=5", "--resume"], capture_output=True, text=True, env=env,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["iteration"] == kept + 5
+
+
+def _dying_worker(rank: int, world: int, store: str, out: str, report: str) -> None:
+    """Rank 1 dies abruptly (``os._exit``) in its third all-reduce; rank 0 records what ``train`` raised."""
+    import innerloop.distributed as D
+
+    os.environ[D.TIMEOUT_ENV] = "30"
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    real, calls = D.reduce_step, [0]
+
+    def reduce_step(*a, **k):
+        calls[0] += 1
+        if rank == 1 and calls[0] == 3:
+            os._exit(9)
+        return real(*a, **k)
+
+    D.reduce_step = reduce_step
+    try:
+        train(C.load("sinusoid/maml", ["train.iterations=50", "train.checkpoint_every=1"]), out, progress=False)
+    except BaseException as e:  # noqa: BLE001
+        Path(report).write_text(f"{type(e).__name__}: {e}")
+    os._exit(0)
+
+
+def test_a_process_that_loses_its_peer_says_so_in_one_line(tmp_path):
+    """Without innerloop's launcher (torchrun on another node, say), the surviving process's error is one
+    :class:`PeerLost` line naming its rank and what is kept, not a gloo traceback."""
+    report = tmp_path / "report"
+    ctx = mp.start_processes(_dying_worker, args=(2, str(tmp_path / "store"), str(tmp_path / "run"), str(report)),
+                             nprocs=2, join=False, start_method="spawn")
+    for p in ctx.processes:
+        p.join(120)
+    text = report.read_text()
+    assert text.startswith("PeerLost: process rank 0 of 2 lost another process of this job"), text
+    assert "\n" not in text and "--resume" in text and "is kept" in text

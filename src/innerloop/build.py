@@ -183,7 +183,7 @@ def build_init(cfg: Config, model: nn.Module) -> nn.Module:
 def build_oracle(cfg: Config):
     o = cfg.oracle
     if o.kind == "zo":
-        return ZerothOrderOracle(o.q, o.mu, o.directions, o.detach)
+        return ZerothOrderOracle(o.q, o.mu, o.directions, o.detach, o.noise)
     return AutogradOracle(cfg.inner.order)
 
 

@@ -6,6 +6,7 @@ User mistakes print one line, ``innerloop: error: ...``, and exit with code 2.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import sys
 
@@ -51,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     r.add_argument("--only", default=None,
                    help="comma-separated rows to run: a full row id picks that row, any other text every id containing it")
+    r.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="run each row in N processes on this machine, its tasks split across them (launches torchrun "
+                        "--standalone; same results as one process; rows still run one after another)")
 
     f = sub.add_parser("finetune", help="fine-tune your model on your examples with a trained update rule")
     f.add_argument("run_dir", help="run directory of a trained fine-tuner (e.g. innerloop train sinusoid/lft)")
@@ -102,13 +106,13 @@ def _launch(nproc: int, argv: list[str]) -> int:
     --nproc_per_node N -m innerloop ...`` runs it (torch's launcher, in this process). The processes' own errors
     are their one-line ``innerloop: error:`` messages; the launcher's report of a failed process is not shown."""
     import logging
-    import os
 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
     if nproc < 1:
         raise UserError(f"--nproc {nproc} must be >= 1")
+    from innerloop import distributed
     rest, skip = [], False
     for a in argv:
         if skip:
@@ -118,13 +122,50 @@ def _launch(nproc: int, argv: list[str]) -> int:
         elif not a.startswith("--nproc="):
             rest.append(a)
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # the cores, shared out
+    os.environ[distributed.REPORTED_BY_LAUNCHER] = "1"  # a process that lost a peer exits quietly: the line is here
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     try:
         run(parse_args(["--standalone", f"--nproc_per_node={nproc}", "-m", "innerloop", *rest]))
     except ChildFailedError as e:
-        codes = {f.exitcode for f in e.failures.values()}
-        return 2 if 2 in codes else max(1, *(c for c in codes if c > 0), 1)
+        return _report_failures(e.failures, nproc, rest[0] if rest else "")
     return 0
+
+
+_SIGNALS = {"SIGKILL": "killed from outside, by the out-of-memory killer, or by the launcher once it stopped answering",
+            "SIGSEGV": "a crash inside a native library", "SIGABRT": "aborted: a NCCL timeout or a native error",
+            "SIGTERM": "terminated from outside", "SIGBUS": "a crash inside a native library"}
+PEER_LOST = 3  # exit status of a process that stopped because another process of its job is gone
+
+
+def _report_failures(failures: dict, nproc: int, command: str) -> int:
+    """One ``innerloop: error:`` line per process that died without saying why (a signal), or, where every failed
+    process only lost contact, one line for that; processes that exited with their own error line (status 2) or
+    a traceback (1) have spoken already. Returns the exit status of the command."""
+    fix = {"train": "the run directory keeps its last checkpoint: run the same command with --resume (any number "
+                    "of processes)",
+           "reproduce": "run the same command again: finished rows are kept and the unfinished row resumes",
+           }.get(command, "run the command again")
+    codes = {f.exitcode for f in failures.values()}
+    died = sorted(((r, f) for r, f in failures.items() if f.exitcode < 0), key=lambda x: x[0])
+    # the launcher stops the other processes with SIGTERM once one fails: those are not causes
+    causes = [(r, f) for r, f in died if f.signal_name() != "SIGTERM"]
+    if not causes and not codes & {1, 2}:
+        causes = died[:1] if len(died) == 1 else []
+        if len(died) > 1:
+            ranks = ", ".join(str(r) for r, _ in died)
+            sys.stderr.write(f"innerloop: error: processes {ranks} of {nproc} were terminated (SIGTERM: from outside, "
+                             f"or by the launcher after the first) — {fix}\n")
+    for rank, f in causes:
+        name = f.signal_name()
+        why = f" ({_SIGNALS[name]})" if name in _SIGNALS else ""
+        sys.stderr.write(f"innerloop: error: process rank {rank} of {nproc} died of {name}{why}; the other "
+                         f"processes were stopped — {fix}\n")
+    if not died and codes <= {PEER_LOST}:
+        from innerloop.distributed import timeout_s
+
+        sys.stderr.write(f"innerloop: error: the {nproc} processes of this job lost contact (one stopped answering "
+                         f"for {timeout_s():.0f} s) — {fix}\n")
+    return 2 if 2 in codes else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,17 +238,47 @@ def main(argv: list[str] | None = None) -> int:
 
             from innerloop.reproduce import run_reproduction
 
+            from innerloop import distributed
+            from innerloop.reproduce.runner import default_device
+
             if args.data:
                 os.environ["INNERLOOP_DATA"] = args.data  # not baked into the rows' configs: runs resume anywhere
-
-            run_reproduction(args.name, args.budget, args.out, jobs=args.jobs, device=args.device, only=args.only)
+            if args.nproc is not None and not distributed.launched():
+                if args.jobs > 1:
+                    raise UserError("--jobs trains rows side by side in one process each, --nproc splits each row's "
+                                    "tasks over processes: use one of them")
+                return _launch(args.nproc, argv if argv is not None else sys.argv[1:])
+            device = args.device
+            if distributed.launched():  # one of torchrun's processes: join the group, one GPU per process
+                _, device = distributed.init_from_env(default_device(device))
+            try:
+                run_reproduction(args.name, args.budget, args.out, jobs=args.jobs, device=device, only=args.only)
+                distributed.barrier(distributed.current())
+            finally:
+                distributed.leave()
     except UserError as e:
-        from innerloop.distributed import PeerFailed
+        return _fail(e)
+    except RuntimeError as e:  # a collective outside training (evaluation, a table's rows) whose peer is gone
+        from innerloop import distributed
 
-        if not isinstance(e, PeerFailed):  # another process of the job printed the cause
-            sys.stderr.write(f"innerloop: error: {e}\n")
-        return 2
+        if not (distributed.launched() and distributed.collective_failure(e)):
+            raise
+        kept = {"reproduce": "finished rows are kept: run the same command again"}.get(args.command,
+                                                                                      "run the command again")
+        return _fail(distributed.lost(e, distributed.World(int(os.environ.get("RANK", 0)),
+                                                           int(os.environ["WORLD_SIZE"])), kept))
     return 0
+
+
+def _fail(e: UserError) -> int:
+    """Print ``e`` as the one ``innerloop: error:`` line (unless another process or the launcher reports the cause)."""
+    from innerloop.distributed import REPORTED_BY_LAUNCHER, PeerFailed, PeerLost
+
+    if isinstance(e, PeerLost) and os.environ.get(REPORTED_BY_LAUNCHER):
+        return PEER_LOST  # innerloop's launcher names the process that failed
+    if not isinstance(e, PeerFailed):  # another process of the job printed the cause
+        sys.stderr.write(f"innerloop: error: {e}\n")
+    return 2
 
 
 if __name__ == "__main__":

@@ -103,6 +103,7 @@ class OracleConfig:
     mu: float = 0.005  # zo: smoothing
     directions: str = "gaussian"  # zo: gaussian | sphere
     detach: bool = False  # zo: the estimate is a constant in the meta-gradient (no graph through the q + 1 queries)
+    noise: str = "keyed"  # zo: keyed (by batch salt, task, step: any batching/sharding) | stream (global generator)
 
 
 @dataclass
@@ -177,6 +178,7 @@ CHOICES = {
     "rule.preprocess": ("log_sign", "none"),
     "oracle.kind": ("autograd", "zo"),
     "oracle.directions": ("gaussian", "sphere"),
+    "oracle.noise": ("keyed", "stream"),
     "objective.weights": ("uniform", "increasing", "final"),
     "inner.order": ("second", "first"),
     "objective.kind": ("final", "msl", "lft", "l2o"),

@@ -33,6 +33,48 @@ class PeerFailed(UserError):
     """This process stopped because another process of the job failed (that one reports the cause)."""
 
 
+class PeerLost(UserError):
+    """A collective failed: another process of the job is gone (crashed, killed) or stopped answering."""
+
+
+#: where a launcher that reports its failed processes itself (``innerloop ... --nproc``) tells its processes so
+REPORTED_BY_LAUNCHER = "INNERLOOP_LAUNCHER_REPORTS"
+#: how long a collective waits for a silent peer before failing, in seconds (``$INNERLOOP_COLLECTIVE_TIMEOUT``)
+TIMEOUT_ENV = "INNERLOOP_COLLECTIVE_TIMEOUT"
+
+
+def timeout_s() -> float:
+    """``$INNERLOOP_COLLECTIVE_TIMEOUT`` (default 300 s): a rank that stops answering fails the others after it."""
+    text = os.environ.get(TIMEOUT_ENV, "300")
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1e7:
+        raise UserError(f"{TIMEOUT_ENV}={text!r} must be a number of seconds > 0 (default 300)")
+    return value
+_MARKS = ("gloo/transport", "Connection reset by peer", "Connection closed by peer", "ProcessGroupNCCL", "NCCL error",
+          "Timed out", "timed out", "Socket Timeout", "Broken pipe")
+
+
+def collective_failure(e: BaseException) -> bool:
+    """Whether ``e`` is a collective that failed because a peer is gone or silent (gloo / NCCL / store errors)."""
+    if isinstance(e, getattr(dist, "DistError", ())):
+        return True
+    return isinstance(e, RuntimeError) and any(m in str(e) for m in _MARKS)
+
+
+def lost(e: BaseException, world: "World", consequence: str) -> PeerLost:
+    """The one-line error of a process whose peer is gone: what happened, and ``consequence`` (what is kept)."""
+    import re
+
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    first = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", first)[:140]  # drop the C++ source location
+    return PeerLost(f"process rank {world.rank} of {world.size} lost another process of this job (it crashed, was "
+                    f"killed, or did not answer for {timeout_s():.0f} s: its own error or the launcher names it; here: "
+                    f"{first}); {consequence}")
+
+
 @dataclass(frozen=True)
 class World:
     """This process's place in the job: ``rank`` of ``size`` (1 = a plain single-process run)."""
@@ -62,9 +104,11 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def init_from_env(device: str, timeout_s: float = 300.0) -> tuple[World, str]:
+def init_from_env(device: str, timeout: float | None = None) -> tuple[World, str]:
     """Join the process group ``torchrun`` describes (``env://``); returns the world and this rank's device
-    (``cuda`` becomes ``cuda:LOCAL_RANK``). A peer that dies makes the collectives fail within ``timeout_s``."""
+    (``cuda`` becomes ``cuda:LOCAL_RANK``). A peer that dies or stops answering makes the collectives fail within
+    ``timeout`` seconds (default :func:`timeout_s`)."""
+    timeout = timeout_s() if timeout is None else timeout
     if not dist.is_available():
         raise UserError("this PyTorch build has no torch.distributed: run one process (without torchrun)")
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -79,7 +123,7 @@ def init_from_env(device: str, timeout_s: float = 300.0) -> tuple[World, str]:
         device = f"cuda:{local}"
     if not dist.is_initialized():
         backend = "nccl" if cuda and dist.is_nccl_available() else "gloo"
-        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
     return current(), device
 
 

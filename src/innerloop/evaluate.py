@@ -11,7 +11,6 @@ import torch
 
 from innerloop import distributed
 from innerloop.build import DTYPES
-from innerloop.engine.executor import index_tree
 from innerloop.config import Config
 from innerloop.engine import MetaLearner
 from innerloop.errors import UserError
@@ -60,12 +59,12 @@ def without_values(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _draws_at_test_time(meta: MetaLearner) -> bool:
-    """Whether adapting a task draws random numbers (per-task random inits, zeroth-order directions)."""
-    from innerloop.oracles.autograd import AutogradOracle
+def _draws_in_order(meta: MetaLearner) -> bool:
+    """Whether adapting a task takes random numbers in task order from one stream (a zeroth-order oracle with
+    ``oracle.noise = "stream"``): then a process cannot adapt its share of the tasks alone."""
+    from innerloop.oracles import draws_in_order
 
-    return any(getattr(i, "per_task", False) for i in meta.inits.values()) or not isinstance(meta.oracle,
-                                                                                             AutogradOracle)
+    return draws_in_order(meta.oracle)
 
 
 def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = None, steps: int | None = None,
@@ -116,20 +115,20 @@ def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = N
                 extras.setdefault(k, []).append(t)
     else:
         batch = tasks.eval_set(n_tasks, cfg.eval.seed, cfg.task.eval_query, **kw)
-        if world.size > 1 and not _draws_at_test_time(meta):
-            # no random draws: whole ``eval.chunk`` blocks of tasks per process, each evaluated exactly as in one
-            # process (the same chunks through the same batched computation), gathered in task order
+        if world.size > 1 and not _draws_in_order(meta):
+            # whole ``eval.chunk`` blocks of tasks per process, each evaluated exactly as in one process (the same
+            # chunks through the same batched computation, the same per-task draws), gathered in task order
             size = cfg.eval.chunk or n_tasks
             c_lo, c_hi = world.shard(-(-n_tasks // size))
-            mine = index_tree(batch, slice(c_lo * size, min(c_hi * size, n_tasks)))
-            v, info = (meta.evaluate(mine, chunk=cfg.eval.chunk, record=marks, seed=cfg.eval.seed)
+            mine = (c_lo * size, min(c_hi * size, n_tasks))
+            v, info = (meta.evaluate(batch, chunk=cfg.eval.chunk, record=marks, seed=cfg.eval.seed, shard=mine)
                        if c_hi > c_lo else (None, {}))
             parts = distributed.gather_objects(world, (v, {k[len("metric/"):]: t for k, t in info.items()
                                                            if k.startswith("metric/")}))
             values = torch.cat([v for v, _ in parts if v is not None])
             extras = {k: [ex[k] for v, ex in parts if v is not None] for k in next(ex for v, ex in parts
                                                                                   if v is not None)}
-        else:  # one process, or per-task random draws that depend on every earlier task: not sharded
+        else:  # one process, or random draws that depend on every earlier task (oracle.noise = "stream"): not sharded
             values, info = meta.evaluate(batch, chunk=cfg.eval.chunk, record=marks, seed=cfg.eval.seed)
             extras = {k[len("metric/"):]: [t] for k, t in info.items() if k.startswith("metric/")}
     extra = {k: torch.cat(v) for k, v in extras.items()}  # [tasks, marks]

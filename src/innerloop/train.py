@@ -22,7 +22,7 @@ from innerloop.config import Config, apply, to_toml
 from innerloop.errors import DivergenceError, UserError
 from innerloop.progress import Progress
 from innerloop import distributed
-from innerloop.oracles.autograd import AutogradOracle
+from innerloop.oracles import draws_in_order
 from innerloop.runlock import LOCK, RunLock
 from innerloop.tasks.sinusoid import _seed
 
@@ -59,13 +59,26 @@ def _kept(ck_path: Path) -> str:
         "no checkpoint was written yet"
 
 
+def _kept_quietly(ck_path: Path) -> str:
+    """:func:`_kept`, or a plain statement when the checkpoint cannot be read right now."""
+    try:
+        return _kept(ck_path)
+    except Exception:  # noqa: BLE001 - an error message must not fail
+        return "the last checkpoint written is kept"
+
+
 def _read_config(run_dir: Path) -> Config:
     from innerloop.config import read_toml
 
     path = run_dir / "config.toml"
     if not path.is_file():
         raise UserError(f"{run_dir} holds no config.toml: is it a run directory made by 'innerloop train'?")
-    return apply(Config(), read_toml(path), where=str(path))
+    data = read_toml(path)
+    oracle = data.get("oracle")
+    if isinstance(oracle, dict) and "noise" not in oracle:
+        # saved before oracle.noise existed: its zeroth-order directions came from the global stream
+        oracle["noise"] = "stream"
+    return apply(Config(), data, where=str(path))
 
 
 def _load_state(ck_path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -117,6 +130,10 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
                 return _train(cfg, out, resume, False, on_eval, started, world)
             return _train_in(cfg, out, resume, progress, on_eval, started, world)
         except BaseException as e:
+            if started[1] and distributed.collective_failure(e):
+                raise distributed.lost(e, world, f"{_kept_quietly(out / ckpt.CHECKPOINT)} — resume it (innerloop "
+                                                 "train --resume; innerloop reproduce resumes by itself), with any "
+                                                 "number of processes") from None
             if started[1]:
                 raise
             # the other ranks wait to hear whether everyone started; a cause they share is reported by one rank
@@ -243,9 +260,9 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
             raise UserError(f"{ck_path} does not match the config ({str(e).splitlines()[0][:100]}): resume with the "
                             "config it was trained with, or use a new --out") from None
     shard = world.shard(cfg.train.meta_batch) if world.size > 1 else None
-    if shard is not None and not isinstance(meta.oracle, AutogradOracle):
-        raise UserError("a zeroth-order oracle draws its directions inside each task and is not sharded yet: train it "
-                        "in one process (without torchrun / --nproc)")
+    if shard is not None and draws_in_order(meta.oracle):
+        raise UserError("oracle.noise = 'stream' draws each task's directions after the previous task's, so the tasks "
+                        "cannot be split over processes: set oracle.noise = 'keyed' (or train in one process)")
     # everything that can refuse the start has run: every rank agrees, then the directory is written
     errors = distributed.agree(world, None)
     started[1] = True
@@ -356,7 +373,7 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
                     "tasks_per_s": window_n * cfg.train.meta_batch / max(dt, 1e-9), "elapsed_s": round(elapsed, 3),
                 }
                 for k, v in distributed.gather_tree(world, aux).items():
-                    rec[f"{k}_mean"] = float(v.float().mean())
+                    rec[f"{k}_mean"] = float(v.double().mean())  # float64: the same wherever the values were gathered
                 write(rec)
                 window = window_loss / window_n
                 window_loss, window_n, t_window = 0.0, 0, time.perf_counter()

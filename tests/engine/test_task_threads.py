@@ -116,9 +116,9 @@ def test_workers_settings_are_checked():
     model = Conv4(1, 3, filters=4, image_size=16)
     with pytest.raises(ConfigError, match="train.workers"):
         MetaLearner(Learner(model, "cross_entropy"), LearnedInit(model), SGD(0.1), steps=1, workers=-1)
-    with pytest.raises(ConfigError, match="zeroth-order"):
-        MetaLearner(Learner(model, "cross_entropy"), LearnedInit(model), SGD(0.1), ZerothOrderOracle(), steps=1,
-                    workers=2)
+    with pytest.raises(ConfigError, match="oracle.noise = 'keyed'"):
+        MetaLearner(Learner(model, "cross_entropy"), LearnedInit(model), SGD(0.1), ZerothOrderOracle(noise="stream"),
+                    steps=1, workers=2)
     import os
 
     assert MetaLearner(Learner(model, "cross_entropy"), LearnedInit(model), SGD(0.1), steps=1,

@@ -11,6 +11,7 @@ from innerloop.inits import LearnedInit, RandomInit
 from innerloop.models import MLP
 from innerloop.objectives import TrajectoryLoss
 from innerloop.oracles import AutogradOracle, ZerothOrderOracle
+from innerloop.oracles.keyed import TaskKey, draw_salt, mix
 from innerloop.rules import CoordinateLSTM
 from innerloop.rules.lstm import log_and_sign
 from tests.gradcheck import directional_checks
@@ -43,8 +44,13 @@ def mlp_meta(order, objective="lft", executor="loop", preprocess="log_sign", ora
                        oracle or AutogradOracle(order), obj, steps=3, executor=executor)
 
 
+def keyed(meta) -> bool:
+    return getattr(meta.oracle, "keyed", False)
+
+
 def loss_at(meta, batch):
-    torch.manual_seed(11)  # the same per-task random inits for every evaluation
+    torch.manual_seed(11)  # the same per-task random inits (and zeroth-order directions) for every evaluation
+    salt = draw_salt() if keyed(meta) else None  # meta_backward draws the batch's salt first
     fam, tasks = next(iter(meta.groups(batch).items()))
     n = tasks[0].shape[0]
     per_task, _ = meta.task_starts(fam, n)
@@ -53,7 +59,8 @@ def loss_at(meta, batch):
     for i in range(n):
         p = {k: v[i] for k, v in per_task.items()}
         x_in, y_in, x_m, y_m = meta.objective.split(*(t[i] for t in tasks))
-        tot = tot + meta.loop.meta_loss(p, None, {}, x_in, y_in, x_m, y_m, w)[0]
+        key = None if salt is None else TaskKey(torch.tensor(i), salt)
+        tot = tot + meta.loop.meta_loss(p, None, {}, x_in, y_in, x_m, y_m, w, key=key)[0]
     return tot / n
 
 
@@ -82,10 +89,12 @@ def test_meta_gradient_matches_finite_differences(sine_batch, objective, preproc
 
 
 def hand_unroll(meta, batch, gradient):
-    """The 3-task, 3-step LFT meta-gradient written out with torch.autograd; ``gradient(theta, xs, ys)`` is the
-    rule's input (the same seeded per-task inits as :func:`grads`)."""
+    """The 3-task, 3-step LFT meta-gradient written out with torch.autograd; ``gradient(meta, theta, xs, ys, g)``
+    is the rule's input, ``g`` a generator holding task i's step-j directions (the same seeded per-task inits and
+    directions as :func:`grads`: keyed by ``mix(mix(salt, j), i)``, or the global stream in call order)."""
     rule = meta.rule
     torch.manual_seed(11)
+    salt = draw_salt() if keyed(meta) else None
     per_task = meta.inits["default"].sample(3)
     total = 0
     for i in range(3):
@@ -93,14 +102,15 @@ def hand_unroll(meta, batch, gradient):
         theta = {k: v[i].clone().requires_grad_() for k, v in per_task.items()}
         state = rule.init_state(theta)
         for j in range(3):
-            theta, state, _ = rule(theta, gradient(meta, theta, xs, ys), state, j)
+            g = None if salt is None else torch.Generator().manual_seed(mix(mix(salt, j), i))
+            theta, state, _ = rule(theta, gradient(meta, theta, xs, ys, g), state, j)
             total = total + F.mse_loss(meta.learner.forward(theta, xq), yq)
     return torch.autograd.grad(total / 3, list(meta.parameters()))
 
 
 def test_detached_inputs_match_a_hand_written_unroll(sine_batch):
     """Without second derivatives (L2L's default) the gradient input is a constant."""
-    def detached(meta, theta, xs, ys):
+    def detached(meta, theta, xs, ys, g):
         g = torch.autograd.grad(F.mse_loss(meta.learner.forward(theta, xs), ys), list(theta.values()))
         return {k: t.detach() for k, t in zip(theta, g)}
 
@@ -110,29 +120,31 @@ def test_detached_inputs_match_a_hand_written_unroll(sine_batch):
 
 
 @pytest.mark.parametrize("objective", ["lft", "l2o"])
-def test_zeroth_order_meta_gradient_matches_finite_differences(sine_batch, objective):
+@pytest.mark.parametrize("noise", ["keyed", "stream"])
+def test_zeroth_order_meta_gradient_matches_finite_differences(sine_batch, objective, noise):
     """The ZO estimate kept in the meta-graph (LFT Statement 1): exact derivative of the seeded meta-loss."""
-    meta = mlp_meta("first", objective, preprocess="none", oracle=ZerothOrderOracle(q=4, mu=1e-3))
+    meta = mlp_meta("first", objective, preprocess="none", oracle=ZerothOrderOracle(q=4, mu=1e-3, noise=noise))
     g = grads(meta, sine_batch)
     for an, fd in directional_checks(list(meta.parameters()), lambda: loss_at(meta, sine_batch), g, directions=2, seed=3):
         assert an == pytest.approx(fd, rel=1e-5, abs=1e-8)
 
 
+@pytest.mark.parametrize("noise", ["keyed", "stream"])
 @pytest.mark.parametrize("detach", [True, False])
-def test_zeroth_order_meta_gradient_matches_a_hand_written_unroll(sine_batch, detach):
+def test_zeroth_order_meta_gradient_matches_a_hand_written_unroll(sine_batch, detach, noise):
     """Same seeded directions, the estimate written out: (1/q) sum_i (f(theta + mu u_i) - f(theta)) / mu u_i."""
     q, mu = 4, 1e-3
 
-    def estimate(meta, theta, xs, ys):
+    def estimate(meta, theta, xs, ys, g):
         names, sizes = list(theta), [t.numel() for t in theta.values()]
         unflat = lambda vec: {k: v.view_as(theta[k]) for k, v in zip(names, vec.split(sizes))}
         f = lambda vec: F.mse_loss(meta.learner.forward(unflat(vec), xs), ys)
         flat = torch.cat([t.reshape(-1) for t in theta.values()])
-        u = torch.randn(q, flat.numel(), dtype=flat.dtype)
+        u = torch.randn(q * flat.numel(), dtype=flat.dtype, generator=g).view(q, -1)
         est = sum((f(flat + mu * u[r]) - f(flat)) / mu * u[r] for r in range(q)) / q
         return unflat(est.detach() if detach else est)
 
-    meta = mlp_meta("first", "lft", oracle=ZerothOrderOracle(q=q, mu=mu, detach=detach))
+    meta = mlp_meta("first", "lft", oracle=ZerothOrderOracle(q=q, mu=mu, detach=detach, noise=noise))
     for a, b in zip(grads(meta, sine_batch), hand_unroll(meta, sine_batch, estimate)):
         torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
 

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from innerloop.engine.unroll import InnerLoop, stack_infos
+from innerloop.oracles.keyed import TaskKey
 from innerloop.params import Params
 
 
@@ -36,15 +37,20 @@ class UnrollPlan:
     every: int
     batched: bool
     infos: dict | None = None
+    salt: int | None = None  # keyed random oracle: the batch's salt and the tasks' whole-batch indices
+    index: Tensor | None = None
 
     def segment(self, params: Params, state: dict, start: int, stop: int):
-        def one(p, s, x, y):
-            p, s, infos, _ = self.loop.run(p, s, self.static, x, y, start, stop)
+        def one(p, s, idx, x, y):
+            key = None if idx is None else TaskKey(idx, self.salt)
+            p, s, infos, _ = self.loop.run(p, s, self.static, x, y, start, stop, key)
             return p, s, stack_infos(infos)
 
         if self.batched:
-            return torch.vmap(one, randomness="different")(params, state, self.xs, self.ys)
-        return one(params, state, self.xs, self.ys)
+            in_dims = (0, 0, None if self.index is None else 0, 0, 0)
+            return torch.vmap(one, in_dims=in_dims, randomness="different")(params, state, self.index, self.xs,
+                                                                             self.ys)
+        return one(params, state, self.index, self.xs, self.ys)
 
 
 def _rng_state(params: Params) -> tuple:

@@ -14,7 +14,9 @@ from innerloop.engine.learner import Learner
 from innerloop.engine.unroll import InnerLoop, stack_infos
 from innerloop.errors import ConfigError
 from innerloop.objectives.query import FinalQueryLoss, QueryObjective
+from innerloop.oracles import draws_in_order
 from innerloop.oracles.autograd import AutogradOracle
+from innerloop.oracles.keyed import ATTENUATION, TaskKey, draw_salt, task_indices
 from innerloop.params import Params
 from innerloop.rules.base import UpdateRule
 
@@ -101,9 +103,9 @@ class MetaLearner(nn.Module):
             raise ConfigError(f"train.workers = {workers} must be >= 0 (0 = one per CPU core, 1 = no task threads)")
         # 0: one per CPU core, shared out among the processes of a job on this machine (torchrun's LOCAL_WORLD_SIZE)
         self.workers = workers or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-        if self.workers > 1 and not isinstance(self.oracle, AutogradOracle):
-            raise ConfigError("train.workers > 1 needs the autograd oracle (a zeroth-order oracle draws random directions "
-                              "inside each task, which threads would reorder): set train.workers = 1")
+        if self.workers > 1 and draws_in_order(self.oracle):
+            raise ConfigError("train.workers > 1 needs an oracle whose random numbers do not depend on the order of the "
+                              "tasks: set oracle.noise = 'keyed' (or train.workers = 1)")
         if attenuator is not None and len(learners) > 1:
             raise ConfigError("L2F attenuation (init.attenuate) needs one architecture: it has one output per layer")
         if attenuator is not None and checkpoint:
@@ -132,12 +134,22 @@ class MetaLearner(nn.Module):
     def _count(tasks) -> int:
         return len(tasks) if is_ragged(tasks) else tasks[0].shape[0]
 
-    def _attenuate(self, loop: InnerLoop, params: Params, static: Params, x: Tensor, y: Tensor) -> Params:
+    def _attenuate(self, loop: InnerLoop, params: Params, static: Params, x: Tensor, y: Tensor,
+                   key: TaskKey | None = None) -> Params:
         """L2F: scale theta_0 layer-wise by gamma(mean support gradient at theta_0) (spec section 5)."""
         if self.attenuator is None:
             return params
-        _, grads, _ = self.oracle(loop.support_loss_fn(static, x, y), params)
+        _, grads, _ = self.oracle(loop.support_loss_fn(static, x, y), params,
+                                  None if key is None else key.at(ATTENUATION))
         return self.attenuator(params, grads)[0]
+
+    def _salt(self) -> int | None:
+        """A batch's salt for keyed random oracles (drawn from the global generator); None when nothing is keyed."""
+        return draw_salt() if getattr(self.oracle, "keyed", False) else None
+
+    @staticmethod
+    def _indices(salt: int | None, first: int, n: int) -> Tensor | None:
+        return None if salt is None else task_indices(first, n)
 
     def _start(self, family: str, n: int, keep: slice | None = None) -> tuple[Params | None, Params, Params | None]:
         """(shared theta_0 | None, shared static, per-task full params [n, ...] | None); ``keep``: the tasks of a
@@ -194,29 +206,34 @@ class MetaLearner(nn.Module):
         shards' ``.grad`` over any partition of the batch is the whole batch's mean meta-gradient
         (:mod:`innerloop.distributed`). Per-task initialisations are drawn for the whole batch and sliced, so
         every shard sees exactly the random numbers the single process gives its tasks. Losses, aux and carry
-        cover the shard's tasks only."""
+        cover the shard's tasks only. A keyed random oracle's numbers follow each task's index in the whole batch
+        (:mod:`innerloop.oracles.keyed`), with one salt per batch drawn at step 0 and carried across spans."""
         groups = self.groups(batch)
         total = sum(self._count(t) for t in groups.values())
         weights = self.objective.step_weights(self.steps, epoch)[start:stop]
         all_losses, all_aux, new_carry = [], [], {}
+        salt = self._salt() if start == 0 else (carry or {}).get("salt")
+        new_carry["salt"] = salt
         off = 0
         for family, tasks in groups.items():
             n = self._count(tasks)
+            lo, hi = 0, n
             keep = None
             if shard is not None:
                 lo, hi = min(max(shard[0] - off, 0), n), min(max(shard[1] - off, 0), n)
                 keep = slice(lo, hi)
                 tasks = tasks[lo:hi] if is_ragged(tasks) else index_tree(tasks, keep)
+            index = self._indices(salt, off + lo, hi - lo)
             off += n
             if keep is not None and keep.stop == keep.start:
                 if start == 0:
                     self._start(family, n)  # the draws the single process makes for these tasks
                 continue
             if self.checkpoint and (start, stop) == (0, self.steps):
-                losses, aux, fin = self._checkpointed(family, tasks, n, total, keep)
+                losses, aux, fin = self._checkpointed(family, tasks, n, total, keep, salt, index)
             else:
                 losses, aux, fin = self._plain(family, tasks, n, total, weights, start, carry and carry.get(family),
-                                               keep)
+                                               keep, salt, index)
             all_losses.append(losses)
             all_aux.append(aux)
             new_carry[family] = fin
@@ -225,7 +242,7 @@ class MetaLearner(nn.Module):
         aux = {k: torch.cat([a[k].flatten(1) for a in all_aux]) for k in all_aux[0]} if len(all_aux) > 1 else all_aux[0]
         return torch.cat(all_losses), aux, new_carry
 
-    def _plain(self, family, tasks, n, total, weights, start, carry, keep=None):
+    def _plain(self, family, tasks, n, total, weights, start, carry, keep=None, salt=None, index=None):
         loop = self.loops[family]
         if carry is None:
             shared, static, per_task = self._start(family, n, keep)
@@ -237,13 +254,15 @@ class MetaLearner(nn.Module):
         objective = self.objective
         inner_names = self.learners[family].inner
 
-        def task(params, state, stat, xs, ys, xq, yq):
+        def task(params, state, stat, idx, xs, ys, xq, yq):
             if params is None:
                 params = dict(shared)
+            key = None if idx is None else TaskKey(idx, salt)
             x_in, y_in, x_m, y_m = objective.split(xs, ys, xq, yq)
             if start == 0:
-                params = self._attenuate(loop, params, {**static, **(stat or {})}, x_in, y_in)
-            return loop.meta_loss(params, state, {**static, **(stat or {})}, x_in, y_in, x_m, y_m, weights, start)
+                params = self._attenuate(loop, params, {**static, **(stat or {})}, x_in, y_in, key)
+            return loop.meta_loss(params, state, {**static, **(stat or {})}, x_in, y_in, x_m, y_m, weights, start,
+                                  key)
 
         if carry is not None:
             params, state, stat = carry["params"], carry["state"], carry["static"]
@@ -254,17 +273,17 @@ class MetaLearner(nn.Module):
         else:
             params, state, stat = None, None, None
         if is_ragged(tasks):
-            items = [(*index_tree([params, state, stat], i), *t) for i, t in enumerate(tasks)]
+            items = [(*index_tree([params, state, stat, index], i), *t) for i, t in enumerate(tasks)]
             losses, aux, p, s = map_ragged(task, items, backward=True, scale=1.0 / total)
         else:
-            losses, aux, p, s = map_tasks(task, [params, state, stat, *tasks], self.modes[family], n,
+            losses, aux, p, s = map_tasks(task, [params, state, stat, index, *tasks], self.modes[family], n,
                                           backward=True, scale=1.0 / total, compile=self.compiled,
                                           workers=self.workers, wrt=self._trainable(),
                                           replicate=self.learners[family].use_replica)
         fin = {"params": p, "state": s, "static": stat if stat is not None else {}}
         return losses, aux, fin
 
-    def _checkpointed(self, family, tasks, n, total, keep=None):
+    def _checkpointed(self, family, tasks, n, total, keep=None, salt=None, index=None):
         if is_ragged(tasks):
             raise ConfigError("the checkpointed unroll needs stacked tasks; set train.checkpoint_unroll = 0 for ragged batches")
         learner, loop = self.learners[family], self.loops[family]
@@ -284,7 +303,8 @@ class MetaLearner(nn.Module):
             return learner.loss({**static, **st, **params}, x, y)
 
         if self.modes[family] == "vmap" and static_b is None:
-            plan = UnrollPlan(loop, names, static, meta, xs, ys, self.steps, self.checkpoint, True)
+            plan = UnrollPlan(loop, names, static, meta, xs, ys, self.steps, self.checkpoint, True, salt=salt,
+                              index=index)
             theta = start if start is not None else {k: v.expand(n, *v.shape) for k, v in shared.items()}
             final = checkpointed_unroll(plan, theta)
             losses = torch.vmap(lambda p, x, y: query_loss(p, {}, x, y))(final, xq, yq)
@@ -293,7 +313,8 @@ class MetaLearner(nn.Module):
         losses, infos = [], []
         for i in range(n):
             st = {} if static_b is None else {k: v[i] for k, v in static_b.items()}
-            plan = UnrollPlan(loop, names, {**static, **st}, meta, xs[i], ys[i], self.steps, self.checkpoint, False)
+            plan = UnrollPlan(loop, names, {**static, **st}, meta, xs[i], ys[i], self.steps, self.checkpoint, False,
+                              salt=salt, index=None if index is None else index[i])
             theta = shared if start is None else {k: v[i] for k, v in start.items()}
             final = checkpointed_unroll(plan, theta)
             loss = query_loss(final, st, xq[i], yq[i])
@@ -305,14 +326,16 @@ class MetaLearner(nn.Module):
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate(self, batch, steps: int | None = None, chunk: int = 100, record: Sequence[int] | None = None,
-                 seed: int = 0) -> tuple[Tensor, dict]:
+                 seed: int = 0, shard: tuple[int, int] | None = None) -> tuple[Tensor, dict]:
         """Adapt each task on its support set and return the query metric per task.
 
         With ``record``, returns ``[tasks, len(record)]``: the metric after each listed number of
         steps (0 = before adapting), from one unroll of ``max(record)`` steps. The inner loop needs
         gradients, which ``torch.func.grad`` computes even under ``no_grad``; no meta-graph is built.
         Random draws (per-task inits, zeroth-order directions) come from ``seed``, so evaluation is
-        repeatable and paired across methods.
+        repeatable and paired across methods. ``shard = (lo, hi)``: only tasks ``lo .. hi-1`` (in family order)
+        are adapted, with exactly the random numbers the whole batch gives them (per-task inits are drawn for
+        every task and sliced; keyed directions follow the task's index); their chunks start at ``lo``.
         """
         steps = self.steps if steps is None else steps
         if steps < 0:
@@ -322,11 +345,20 @@ class MetaLearner(nn.Module):
             raise ConfigError("recorded steps must be >= 0")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
+            salt = self._salt()
             results, infos = [], []
+            off = 0
             for family, tasks in self.groups(batch).items():
-                v, i = self._evaluate_family(family, tasks, marks, chunk)
-                results.append(v)
-                infos.append(i)
+                n = self._count(tasks)
+                lo, hi = (0, n) if shard is None else (min(max(shard[0] - off, 0), n), min(max(shard[1] - off, 0), n))
+                index = self._indices(salt, off + lo, hi - lo)
+                off += n
+                v, i = self._evaluate_family(family, tasks, marks, chunk, slice(lo, hi), salt, index)
+                if hi > lo:
+                    results.append(v)
+                    infos.append(i)
+        if not results:  # a shard with no tasks
+            return torch.zeros(0, len(marks)) if record is not None else torch.zeros(0), {}
         values = torch.cat(results)
         if len(infos) == 1:
             info = infos[0]
@@ -335,28 +367,34 @@ class MetaLearner(nn.Module):
                     if k.startswith("metric/") and all(k in i for i in infos)}
         return (values if record is not None else values[:, 0]), info
 
-    def _evaluate_family(self, family, tasks, marks, chunk):
+    def _evaluate_family(self, family, tasks, marks, chunk, keep: slice, salt: int | None, index: Tensor | None):
         learner, loop = self.learners[family], self.loops[family]
         n = self._count(tasks)
-        shared, static, per_task = self._start(family, n)
+        shared, static, per_task = self._start(family, n, keep)  # the draws of all n tasks, sliced
+        if keep.stop == keep.start:
+            return None, {}
+        if (keep.start, keep.stop) != (0, n):
+            tasks = tasks[keep] if is_ragged(tasks) else index_tree(tasks, keep)
+        n = keep.stop - keep.start
         shared = None if shared is None else {k: v.detach() for k, v in shared.items()}
         static = {k: v.detach() for k, v in static.items()}
         names = learner.inner
 
-        def task(full, xs, ys, xq, yq):
+        def task(full, idx, xs, ys, xq, yq):
             if full is None:
                 params, stat = dict(shared), static
             else:
                 params = {k: v for k, v in full.items() if k in names}
                 stat = {**static, **{k: v for k, v in full.items() if k not in names}}
+            key = None if idx is None else TaskKey(idx, salt)
             # test-time fine-tuning sees only the support set, whatever the meta-objective merged in training
             x_in, y_in = xs, ys
-            params = self._attenuate(loop, params, stat, x_in, y_in)
+            params = self._attenuate(loop, params, stat, x_in, y_in, key)
             state = self.rule.init_state(params)
             out, done, infos = [], 0, []
             extra: dict[str, list[Tensor]] = {k: [] for k in learner.extra_metrics}
             for m in marks:
-                params, state, inf, _ = loop.run(params, state, stat, x_in, y_in, done, m)
+                params, state, inf, _ = loop.run(params, state, stat, x_in, y_in, done, m, key)
                 infos += inf
                 done = m
                 out.append(learner.metric({**stat, **params}, xq, yq))
@@ -367,6 +405,6 @@ class MetaLearner(nn.Module):
             return torch.stack(out), info
 
         if is_ragged(tasks):
-            return map_ragged(task, [(index_tree(per_task, i), *t) for i, t in enumerate(tasks)])
-        return map_tasks(task, [per_task, *tasks], self.modes[family], n, chunk=chunk, workers=self.workers,
+            return map_ragged(task, [(*index_tree([per_task, index], i), *t) for i, t in enumerate(tasks)])
+        return map_tasks(task, [per_task, index, *tasks], self.modes[family], n, chunk=chunk, workers=self.workers,
                          replicate=learner.use_replica)

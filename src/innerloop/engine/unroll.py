@@ -1,12 +1,13 @@
 """The inner loop of one task, written once for every init, rule, oracle and objective.
 
     theta_0       = init()[inner]
-    L_j, g_j      = oracle(L(D_inner; theta_j))
+    L_j, g_j      = oracle(L(D_inner; theta_j), key.at(j))
     theta_{j+1}   = rule(theta_j, g_j, state_j, j)
     L_meta        = sum_j w_j * L(D_meta; theta_{j+1})        (D_inner, D_meta = objective.split(task))
 
 Everything is a pure function of tensors: it runs per task, or under ``torch.func.vmap`` over a
-leading task dimension, with identical results.
+leading task dimension, with identical results. ``key`` (:class:`~innerloop.oracles.keyed.TaskKey`, or
+None) is where a random oracle's numbers for step ``j`` come from.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from torch import Tensor
 
 from innerloop.engine.learner import Learner
+from innerloop.oracles.keyed import TaskKey
 from innerloop.params import Params
 from innerloop.rules.base import State, UpdateRule
 
@@ -36,13 +38,14 @@ class InnerLoop:
         return lambda p: self.learner.loss({**static, **p}, x, y)
 
     def run(
-        self, params: Params, state: State, static: Params, x: Tensor, y: Tensor, start: int, stop: int
+        self, params: Params, state: State, static: Params, x: Tensor, y: Tensor, start: int, stop: int,
+        key: TaskKey | None = None,
     ) -> tuple[Params, State, list[dict[str, Tensor]], list[Tensor]]:
         """Steps ``start .. stop-1``; returns new params, state, per-step info and support losses."""
         infos, losses = [], []
         loss_fn = self.support_loss_fn(static, x, y)
         for j in range(start, stop):
-            loss, grads, _ = self.oracle(loss_fn, params)
+            loss, grads, _ = self.oracle(loss_fn, params, None if key is None else key.at(j))
             params, state, info = self.rule(params, grads, state, j)
             infos.append(info)
             losses.append(loss)
@@ -59,6 +62,7 @@ class InnerLoop:
         y_meta: Tensor,
         weights: Sequence[float],
         start: int = 0,
+        key: TaskKey | None = None,
     ) -> tuple[Tensor, dict[str, Tensor], Params, State]:
         """``sum_j w_j L(D_meta; theta_{start+j+1})`` for one task from ``(params, state)`` at step
         ``start``; returns the loss, stacked diagnostics and the final ``(params, state)``."""
@@ -68,7 +72,7 @@ class InnerLoop:
         total = None
         infos, support = [], []
         for i, w in enumerate(weights):
-            loss, grads, _ = self.oracle(loss_fn, params)
+            loss, grads, _ = self.oracle(loss_fn, params, None if key is None else key.at(start + i))
             params, state, info = self.rule(params, grads, state, start + i)
             infos.append(info)
             support.append(loss.detach())

@@ -38,7 +38,11 @@ class AutogradOracle:
         self.order = order
         self.backend = backend
 
-    def __call__(self, loss_fn: Callable[[Params], Tensor], params: Params) -> tuple[Tensor, Params, int]:
+    draws = False  # deterministic: no random numbers
+
+    def __call__(self, loss_fn: Callable[[Params], Tensor], params: Params, key: object = None
+                 ) -> tuple[Tensor, Params, int]:
+        """``key`` (a :class:`~innerloop.oracles.keyed.TaskKey`) is accepted like every oracle's and unused."""
         if self.backend == "func" or (self.backend == "auto" and inside_transform()):
             grads, loss = torch.func.grad_and_value(loss_fn)(params)
             if self.order == "first":

@@ -13,6 +13,12 @@ a constant in the meta-gradient (the zeroth-order analogue of L2L's detached gra
 ``second_derivatives=False``): the q + 1 queries then build no graph during meta-training either,
 so the meta-backward skips them (measured on the LeNet-5 UAP tasks: ``benchmarks/zeroth_order.py``)
 [INFERRED option; off by default].
+
+``noise="keyed"`` (default) draws the directions of task ``j`` at step ``c`` from a generator keyed by
+``(batch salt, c, j)`` (:mod:`innerloop.oracles.keyed`): the same numbers however the batch is chunked,
+threaded or split over processes. ``noise="stream"`` draws them from the global generator in call order
+(innerloop < 0.13; a batch's numbers then depend on its chunking, and it cannot be sharded or threaded).
+Called without a key (plain fine-tuning), both use the global generator.
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ import torch
 from torch import Tensor
 
 from innerloop.errors import ConfigError
+from innerloop.oracles.keyed import TaskKey
 from innerloop.params import Params
 
 DIRECTIONS = ("gaussian", "sphere")
+NOISE = ("keyed", "stream")
 
 
 def flatten(params: Params) -> Tensor:
@@ -47,24 +55,39 @@ def unflatten(vec: Tensor, like: Params) -> Params:
 class ZerothOrderOracle:
     """Random-direction finite-difference gradient estimator; counts ``q + 1`` queries per call."""
 
-    def __init__(self, q: int = 20, mu: float = 0.005, directions: str = "gaussian", detach: bool = False):
+    def __init__(self, q: int = 20, mu: float = 0.005, directions: str = "gaussian", detach: bool = False,
+                 noise: str = "keyed"):
         if q < 1:
             raise ConfigError(f"oracle.q = {q} must be >= 1")
         if not mu > 0:
             raise ConfigError(f"oracle.mu = {mu} must be > 0")
         if directions not in DIRECTIONS:
             raise ConfigError(f"oracle.directions = {directions!r} is not one of {list(DIRECTIONS)}")
-        self.q, self.mu, self.directions, self.detach = q, mu, directions, detach
+        if noise not in NOISE:
+            raise ConfigError(f"oracle.noise = {noise!r} is not one of {list(NOISE)}")
+        self.q, self.mu, self.directions, self.detach, self.noise = q, mu, directions, detach, noise
 
-    def __call__(self, loss_fn: Callable[[Params], Tensor], params: Params) -> tuple[Tensor, Params, int]:
+    draws = True
+
+    @property
+    def keyed(self) -> bool:
+        """Whether the directions follow the task keys (else the global generator's stream)."""
+        return self.noise == "keyed"
+
+    def __call__(self, loss_fn: Callable[[Params], Tensor], params: Params,
+                 key: TaskKey | None = None) -> tuple[Tensor, Params, int]:
         # detach: no_grad records nothing, so the estimate and f(theta) leave without a graph
         with torch.no_grad() if self.detach else contextlib.nullcontext():
-            return self._estimate(loss_fn, params)
+            return self._estimate(loss_fn, params, key if self.keyed else None)
 
-    def _estimate(self, loss_fn: Callable[[Params], Tensor], params: Params) -> tuple[Tensor, Params, int]:
+    def _estimate(self, loss_fn: Callable[[Params], Tensor], params: Params,
+                  key: TaskKey | None) -> tuple[Tensor, Params, int]:
         theta = flatten(params)
         d = theta.numel()
-        u = torch.randn(self.q, d, dtype=theta.dtype, device=theta.device)
+        if key is None:
+            u = torch.randn(self.q, d, dtype=theta.dtype, device=theta.device)
+        else:
+            u = key.normal((self.q, d), theta.dtype, theta.device)
         if self.directions == "sphere":
             u = u / u.norm(dim=-1, keepdim=True)
         f0 = loss_fn(params)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from innerloop.errors import UserError
-from innerloop.reproduce.runner import Row, default_device, diverged_rows, train_table
+from innerloop.reproduce.runner import writes_report, Row, default_device, diverged_rows, train_table
 
 PAPER = {  # ALFA Table 8, MSE over 100 points, mean (+- 95% CI in comments)
     ("MAML", "2x40"): {5: 1.24, 10: 0.75, 20: 0.49},  # +-0.21 / 0.15 / 0.11
@@ -176,6 +176,8 @@ def reproduce(budget: str, out: str, jobs: int = 1, device: str | None = None, o
     all_rows, info = train_table(rows_for(budget, device), out, jobs, only, "main-maml-2x40-k5", device)
     report = {"name": "alfa-sinusoid", "budget": budget, "protocol": {"main": PROTOCOL, "5step": FIVE_STEP},
               **info, "rows": all_rows}
+    if not writes_report():  # another process of a torchrun job: it trained its share; rank 0 writes the report
+        return report
     out_path = Path(out)
     (out_path / "results.json").write_text(json.dumps(report, indent=1))
     write_markdown(out_path, all_rows, budget, info)

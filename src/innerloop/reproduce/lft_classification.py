@@ -15,7 +15,7 @@ from typing import Any
 from innerloop.errors import UserError
 from innerloop.evaluate import pooled
 from innerloop.reproduce.paired import paired, paired_table, pooled_columns
-from innerloop.reproduce.runner import Row, default_device, rescored_lines, train_table, truncated_horizon
+from innerloop.reproduce.runner import writes_report, Row, default_device, rescored_lines, train_table, truncated_horizon
 TRAIN = {"CIFAR-10 (CNN)": ["cifar10"], "MNIST+CIFAR-10": ["mnist", "cifar10"]}
 TEST = {"MNIST (MLP)": ["mnist"], "CIFAR-10 (CNN)": ["cifar10"], "mixed": ["mnist", "cifar10"]}
 COLUMNS = pooled_columns(TEST)  # the mixture pools the two sources' test tasks
@@ -214,6 +214,8 @@ def reproduce(budget: str, out: str, jobs: int = 1, device: str | None = None, o
     trained, info = train_table(rows_for(budget, device), out, jobs, only, "mnist-cifar-lft", device)
     table, pairs = expand(trained), paired(trained, lambda r: {"train": r["setting"]["train"]}, COLUMNS)
     report = {"name": "lft-classification", "budget": budget, **info, "rows": table, "paired": pairs}
+    if not writes_report():  # another process of a torchrun job: it trained its share; rank 0 writes the report
+        return report
     out_path = Path(out)
     (out_path / "results.json").write_text(json.dumps(report, indent=1))
     plot(table, out_path / "figure3.png")

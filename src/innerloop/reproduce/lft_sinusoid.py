@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from innerloop.errors import UserError
-from innerloop.reproduce.runner import Row, default_device, finished_results, run_info, run_rows, select_rows
+from innerloop.reproduce.runner import writes_report, Row, default_device, finished_results, run_info, run_rows, select_rows
 
 STEPS = [1, 5, 10, 20, 50, 100]
 METHODS = {"LFT": "sinusoid/lft", "L2O": "sinusoid/l2o", "MAML": "sinusoid/maml-lft"}
@@ -135,6 +135,8 @@ def reproduce(budget: str, out: str, jobs: int = 1, device: str | None = None, o
     results = [done[r.id] for r in all_rows if r.id in done]
     info = run_info(device, results, t0)
     report = {"name": "lft-sinusoid", "budget": budget, **info, "rows": expand(results)}
+    if not writes_report():  # another process of a torchrun job: it trained its share; rank 0 writes the report
+        return report
     out_path = Path(out)
     (out_path / "results.json").write_text(json.dumps(report, indent=1))
     plot(results, out_path / "figure4.png")

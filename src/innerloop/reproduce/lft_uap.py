@@ -18,7 +18,7 @@ from typing import Any
 from innerloop.errors import UserError
 from innerloop.evaluate import pooled
 from innerloop.reproduce.paired import paired, paired_table, pooled_columns
-from innerloop.reproduce.runner import Row, default_device, rescored_lines, train_table, truncated_horizon
+from innerloop.reproduce.runner import writes_report, Row, default_device, rescored_lines, train_table, truncated_horizon
 TRAIN = {"MNIST": ["mnist"], "MNIST+CIFAR-10": ["mnist", "cifar10"]}
 TEST = {"MNIST": ["mnist"], "CIFAR-10": ["cifar10"], "MNIST+CIFAR-10": ["mnist", "cifar10"]}
 COLUMNS = pooled_columns(TEST)  # the mixture pools the two sources' test tasks
@@ -228,6 +228,8 @@ def reproduce(budget: str, out: str, jobs: int = 1, device: str | None = None, o
     report = {"name": "lft-uap", "budget": budget, **info, "threshold": THRESHOLD,
               "victims": {k: {"test_accuracy": v["test_accuracy"]} for k, v in victims.items()}, "rows": table,
               "paired": pairs}
+    if not writes_report():  # another process of a torchrun job: it trained its share; rank 0 writes the report
+        return report
     out_path = Path(out)
     (out_path / "results.json").write_text(json.dumps(report, indent=1))
     plot(table, out_path / "figure2.png")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from innerloop.errors import UserError
-from innerloop.reproduce.runner import Row, default_device, train_table
+from innerloop.reproduce.runner import writes_report, Row, default_device, train_table
 PAPER = {("MAML", "5w1s"): 98.7, ("MAML", "5w5s"): 99.9, ("MAML", "20w1s"): 95.8}  # MAML Table 1 (Omniglot)
 PAPER_CI = {("MAML", "5w1s"): 0.4, ("MAML", "5w5s"): 0.1, ("MAML", "20w1s"): 0.3}
 SETTINGS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1)}
@@ -157,6 +157,8 @@ def reproduce(budget: str, out: str, jobs: int = 1, device: str | None = None, o
     device = default_device(device)
     all_rows, info = train_table(rows_for(budget, device), out, jobs, only, "5w1s-maml", device)
     report = {"name": "omniglot", "budget": budget, "protocol": PROTOCOLS[budget], **info, "rows": all_rows}
+    if not writes_report():  # another process of a torchrun job: it trained its share; rank 0 writes the report
+        return report
     out_path = Path(out)
     (out_path / "results.json").write_text(json.dumps(report, indent=1))
     write_markdown(out_path, all_rows, budget, info)

@@ -2,6 +2,10 @@
 
 A row is one training run in ``OUT/runs/<row-id>/``. A finished row has ``result.json`` and is
 never retrained; an unfinished one resumes from its checkpoint.
+
+Under ``torchrun`` (or ``innerloop reproduce --nproc N``) every process runs every row, one after the other: each
+row's meta-batches and test tasks are shared out among the processes (``innerloop.distributed``), and rank 0
+alone writes ``result.json``, the tables and the figures (:func:`writes_report`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 import torch
 
 from innerloop import config as config_mod
+from innerloop import distributed
 from innerloop.errors import DivergenceError, UserError
 
 
@@ -38,8 +43,15 @@ class Row:
     main: str | None = None
 
 
+def writes_report() -> bool:
+    """Whether this process writes results and tables: the only process, or rank 0 of a job."""
+    return distributed.current().main
+
+
 def _write_result(path: Path, result: dict[str, Any]) -> None:
     """Write ``result.json`` atomically: an interrupted write never leaves a half file that reads as finished."""
+    if not writes_report():
+        return
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
     os.replace(tmp, path)
@@ -62,10 +74,12 @@ def _run_row(row: Row, out: str, threads: int) -> dict[str, Any]:
     try:
         summary = train(cfg, run_dir, resume=resume, progress=False)
     except DivergenceError as e:  # one row's blow-up is reported, not fatal to the table
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / DIVERGED).write_text(json.dumps({"id": row.id, "method": row.method, "setting": row.setting,
-                                                    "error": str(e)}, indent=1))
-        print(f"[row diverged] {row.id}: {e}", file=sys.stderr, flush=True)
+        if writes_report():  # every process of a job stops alike (the checks act on the all-reduced values)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / DIVERGED).write_text(json.dumps({"id": row.id, "method": row.method, "setting": row.setting,
+                                                        "error": str(e)}, indent=1))
+            print(f"[row diverged] {row.id}: {e}", file=sys.stderr, flush=True)
+        distributed.barrier(distributed.current())
         return None
     evals = {name: evaluate_run(run_dir, **kw) for name, kw in (row.evals or {}).items()}
     res = evals[row.main] if row.main is not None else evaluate_run(run_dir, record=row.record)
@@ -83,7 +97,10 @@ def _run_row(row: Row, out: str, threads: int) -> dict[str, Any]:
     if evals:
         result["evals"] = evals
     _write_result(result_path, result)
-    print(f"[row done] {row.id}: {res['metric']} {res['mean']:.4f} +- {res['ci95']:.4f}", file=sys.stderr, flush=True)
+    if writes_report():
+        print(f"[row done] {row.id}: {res['metric']} {res['mean']:.4f} +- {res['ci95']:.4f}", file=sys.stderr,
+              flush=True)
+    distributed.barrier(distributed.current())  # result.json is on disk before any process looks at the next row
     return result
 
 
@@ -154,12 +171,17 @@ DIVERGED = "diverged.json"
 def run_rows(rows: list[Row], out: str, jobs: int = 1) -> list[dict[str, Any] | None]:
     """Run (or resume, or skip when finished) every row; ``jobs`` rows at a time in processes.
 
-    Each process uses ``cores / jobs`` threads (``INNERLOOP_THREADS`` overrides: oversubscribed
-    threads slow these small workloads several-fold when other jobs share the machine)."""
+    Each process uses ``cores / jobs`` threads (``cores / (jobs x processes on this machine)`` in a torchrun job;
+    ``INNERLOOP_THREADS`` overrides: oversubscribed threads slow these small workloads several-fold when other
+    jobs share the machine). In a torchrun job the rows run one at a time, each in every process."""
     if jobs < 1:
         raise UserError("--jobs must be >= 1")
+    if jobs > 1 and distributed.current().size > 1:
+        raise UserError("--jobs trains rows side by side in one process each, --nproc / torchrun splits each row's "
+                        "tasks over processes: use one of them")
     Path(out, "runs").mkdir(parents=True, exist_ok=True)
-    threads = int(os.environ.get("INNERLOOP_THREADS", 0)) or max(1, (os.cpu_count() or 1) // jobs)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    threads = int(os.environ.get("INNERLOOP_THREADS", 0)) or max(1, (os.cpu_count() or 1) // (jobs * local))
     if jobs == 1:
         return [_run_row(r, out, threads) for r in rows]
     ctx = mp.get_context("spawn")
