@@ -7,10 +7,18 @@ The library composes four orthogonal pieces (see README):
 * what gradient   -- :mod:`innerloop.oracles`
 * meta-objective  -- :mod:`innerloop.objectives`
 
-and runs them over batches of tasks with :mod:`innerloop.engine`.
+and runs them over batches of tasks with :mod:`innerloop.engine`. ``innerloop.load(run_dir)`` returns a
+trained run's meta-learner (``.adapt``, ``.evaluate``, ``.export``) without reading its data.
 """
 
 from innerloop.errors import UserError
 
-__all__ = ["UserError", "__version__"]
+__all__ = ["UserError", "__version__", "load"]
+
+
+def load(run_dir, device=None, dtype=None):
+    """A trained run's :class:`~innerloop.engine.MetaLearner`, without its data (:func:`innerloop.loading.load`)."""
+    from innerloop.loading import load as _load
+
+    return _load(run_dir, device=device, dtype=dtype)
 __version__ = "0.1.0"

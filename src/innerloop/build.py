@@ -32,8 +32,9 @@ def data_root(dataset: str, root: str) -> str:
     base = os.environ.get("INNERLOOP_DATA")
     if not base:
         raise ConfigError(
-            f"no folder for dataset '{dataset}': pass --set task.root=PATH or set INNERLOOP_DATA to the folder "
-            f"holding '{dataset}/' (see `innerloop data download {dataset} --root PATH`)"
+            f"no folder for dataset '{dataset}': pass --data DIR (the folder holding '{dataset}/'), or set "
+            f"INNERLOOP_DATA to it, or --set task.root=PATH when training (see `innerloop data download {dataset} "
+            "--root PATH`)"
         )
     return str(Path(base) / dataset)
 
@@ -118,11 +119,87 @@ def build_tasks(cfg: Config) -> SinusoidTasks | EpisodeTasks | TaskMixture:
     )
 
 
-def build_source_learner(cfg: Config, source: str, tasks: EpisodeTasks) -> tuple[nn.Module, Learner]:
+#: Image channels of each dataset reader's output (``folder`` depends on its options: see :func:`model_spec`).
+CHANNELS = {"omniglot": 1, "mnist": 1, "cifar10": 3, "miniimagenet": 3, "tieredimagenet": 3, "cub": 3}
+
+
+def spec_of(tasks) -> dict:
+    """What building the model needs from a task family: ``{"image_shape": [c, h, w], "ways": n}`` (episodes),
+    ``{"sources": {name: spec}}`` (mixtures) or ``{}`` (sinusoid). Stored in every checkpoint, so a run can be
+    loaded without its data (:func:`innerloop.load`)."""
+    if isinstance(tasks, TaskMixture):
+        return {"sources": {n: spec_of(src) for n, src in tasks.sources.items()}}
+    if isinstance(tasks, EpisodeTasks):
+        return {"image_shape": [int(v) for v in tasks.image_shape], "ways": int(tasks.ways)}
+    return {}
+
+
+def model_spec(cfg: Config) -> dict:
+    """:func:`spec_of` computed from the config alone (the dataset's channels and its reader's image size), for
+    checkpoints written before the spec was stored; None where the config cannot tell (a ``folder`` dataset)."""
+    import inspect
+
+    from innerloop.data import reader
+
+    t = cfg.task
+
+    def image(dataset: str) -> dict | None:
+        if dataset not in CHANNELS:
+            return None
+        size = t.image_size if t.image_size and t.family == "episodes" else \
+            inspect.signature(reader(dataset).read).parameters["image_size"].default
+        h, w = (size, size) if isinstance(size, int) else size
+        return {"image_shape": [CHANNELS[dataset], h, w], "ways": t.ways}
+
+    if t.family in ("incongruous", "uap"):
+        specs = {n: image(n) for n in dict.fromkeys([*t.sources, *t.eval_sources])}
+        return None if None in specs.values() else {"sources": specs}
+    if t.family == "episodes":
+        return image(t.dataset)
+    return {}
+
+
+def build_eval_tasks(cfg: Config, spec: dict | None = None) -> SinusoidTasks | EpisodeTasks | TaskMixture:
+    """The task family for evaluation only: for image episodes just the evaluation data is read (the test split,
+    or ``task.eval_dataset``), at the model's input size when ``spec`` gives it. The fixed test episodes are
+    those of :func:`build_tasks` (they are drawn from the evaluation data alone)."""
+    t = cfg.task
+    if t.family != "episodes":
+        return build_tasks(cfg)
+    if t.eval_dataset:
+        dataset, root, split = t.eval_dataset, t.eval_root, t.eval_split
+    else:
+        dataset, root, split = t.dataset, t.root, t.eval_split
+    shape = (spec or {}).get("image_shape")
+    if shape is not None and t.eval_dataset and dataset != "folder":
+        import inspect
+
+        from innerloop.data import reader
+
+        if "image_size" in inspect.signature(reader(dataset).read).parameters:
+            sized = Config()
+            sized.task.family, sized.task.image_size = "episodes", [shape[1], shape[2]]
+            data = _load(sized, dataset, root, split)
+        else:
+            data = _load(cfg, dataset, root, split)
+    else:
+        data = _load(cfg, dataset, root, split)
+    if shape is not None and list(data.images.shape[1:]) != list(shape):
+        raise ConfigError(f"the run's model takes {shape[0]}-channel {shape[1]}x{shape[2]} images but {dataset} "
+                          f"({split}) gives {tuple(data.images.shape[1:])}: evaluate on a dataset with "
+                          f"{shape[0]}-channel images")
+    if shape is not None and spec.get("ways") is not None and t.ways != spec["ways"]:
+        raise ConfigError(f"the run's model outputs {spec['ways']} classes: evaluate {spec['ways']}-way tasks, not "
+                          f"{t.ways}-way")
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if t.normalize == "imagenet" else (None, None)
+    return EpisodeTasks(data, t.ways, t.shots, 1, data, t.eval_query, mean, std)
+
+
+def build_source_learner(cfg: Config, source: str, spec: dict) -> tuple[nn.Module, Learner]:
     """Incongruous families: an MLP for MNIST and a CNN for CIFAR-10 (classification, spec 11), or a
     perturbation of the source's victim (UAP, spec 12)."""
     m, t = cfg.model, cfg.task
-    c, h, _ = tasks.image_shape
+    c, h, _ = spec["image_shape"]
     if t.family == "uap":
         model = Perturbation(load_source_victim(cfg, source), (c, h, h))
         lam, d = t.uap_lambda, c * h * h
@@ -134,16 +211,18 @@ def build_source_learner(cfg: Config, source: str, tasks: EpisodeTasks) -> tuple
         model = MLP(c * h * h, m.hidden, t.ways, m.activation)
     else:
         model = Conv4(c, t.ways, m.filters, h, m.activation, m.norm)
-    return model, Learner(model, "cross_entropy")
+    return model, Learner(model, "cross_entropy", adapt_norm=m.adapt_norm)
 
 
-def build_model(cfg: Config, tasks: SinusoidTasks | EpisodeTasks | None = None) -> tuple[nn.Module, str]:
-    """The base learner and its loss (image models are sized from the task family's images)."""
+def build_model(cfg: Config, tasks: SinusoidTasks | EpisodeTasks | dict | None = None) -> tuple[nn.Module, str]:
+    """The base learner and its loss (image models are sized from the task family's images, or from a
+    :func:`spec_of` dict)."""
     m = cfg.model
-    if not isinstance(tasks, EpisodeTasks):
+    spec = tasks if isinstance(tasks, dict) else spec_of(tasks) if tasks is not None else {}
+    if "image_shape" not in spec:
         return MLP(1, m.hidden, 1, m.activation), "mse"
-    c, h, _ = tasks.image_shape
-    ways = tasks.ways
+    c, h, _ = spec["image_shape"]
+    ways = spec["ways"]
     if m.name == "conv4":
         return Conv4(c, ways, m.filters, h, m.activation, m.norm), "cross_entropy"
     if m.name == "resnet12":
@@ -207,11 +286,16 @@ def build(cfg: Config) -> tuple[SinusoidTasks | EpisodeTasks | TaskMixture, Meta
     np.random.seed(cfg.train.seed % 2**32)
     random.seed(cfg.train.seed)
     tasks = build_tasks(cfg)
+    return tasks, build_meta(cfg, spec_of(tasks))
+
+
+def build_meta(cfg: Config, spec: dict) -> MetaLearner:
+    """The meta-learner of ``cfg`` for tasks described by ``spec`` (:func:`spec_of`): no data is read."""
     device = torch.device(cfg.train.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device = 'cuda' but no CUDA device is available: use --set train.device=cpu")
-    if isinstance(tasks, TaskMixture):
-        built = {name: build_source_learner(cfg, name, src) for name, src in tasks.sources.items()}
+    if "sources" in spec:
+        built = {name: build_source_learner(cfg, name, src) for name, src in spec["sources"].items()}
         models = {k: v[0] for k, v in built.items()}
         learners = {k: v[1] for k, v in built.items()}
         inits = {k: build_init(cfg, mdl) for k, mdl in models.items()}
@@ -219,8 +303,8 @@ def build(cfg: Config) -> tuple[SinusoidTasks | EpisodeTasks | TaskMixture, Meta
         rule = build_rule(cfg, learners[first], models[first])
         learner_arg, init_arg = learners, inits
     else:
-        model, loss = build_model(cfg, tasks)
-        learner = Learner(model, loss)
+        model, loss = build_model(cfg, spec)
+        learner = Learner(model, loss, adapt_norm=cfg.model.adapt_norm)
         models, learner_arg, init_arg = {"model": model}, learner, build_init(cfg, model)
         rule = build_rule(cfg, learner, model)
         learners = {"model": learner}
@@ -239,4 +323,6 @@ def build(cfg: Config) -> tuple[SinusoidTasks | EpisodeTasks | TaskMixture, Meta
     for mdl in models.values():
         mdl.to(device=device, dtype=DTYPES[cfg.train.dtype])
     meta.to(device=device, dtype=DTYPES[cfg.train.dtype])
-    return tasks, meta
+    meta.config = cfg
+    meta.test_steps = cfg.eval.steps if cfg.eval.steps is not None else cfg.inner.steps
+    return meta

@@ -1,4 +1,4 @@
-"""Command line: ``innerloop train | eval | reproduce | finetune | plot | data | victim | configs``.
+"""Command line: ``innerloop train | eval | predict | reproduce | finetune | plot | data | victim | configs``.
 
 User mistakes print one line, ``innerloop: error: ...``, and exit with code 2.
 """
@@ -40,6 +40,14 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", type=int, default=None, help="inner steps at test time (default: eval.steps or inner.steps)")
     e.add_argument("--sources", default=None, help="comma-separated test sources of a mixture run, e.g. mnist,cifar10")
     e.add_argument("--json", action="store_true", help="print one JSON object (with the per-task scores, \"values\")")
+    e.add_argument("--dataset", default=None,
+                   help="evaluate on this dataset's fixed episodes instead (cross-domain), e.g. mnist or cub; its "
+                        "images are loaded at the model's input size")
+    e.add_argument("--split", default=None, help="the split of --dataset (default: test) or of the run's dataset")
+    e.add_argument("--ways", type=int, default=None, help="N-way episodes (must equal the model's output classes)")
+    e.add_argument("--shots", type=int, default=None, help="K-shot support sets (default: the run's)")
+    e.add_argument("--query", type=int, default=None, help="query examples per class (default: task.eval_query)")
+    e.add_argument("--data", default=None, help="folder holding the datasets (default: $INNERLOOP_DATA)")
     e.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="evaluate in N processes on this machine, the test tasks shared out (same scores as one)")
 
@@ -66,6 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--loss", default="mse", choices=["mse", "cross_entropy"])
     f.add_argument("--out", required=True, help="where to write the fine-tuned state_dict")
     f.add_argument("--seed", type=int, default=0)
+
+    pr = sub.add_parser("predict", help="classify your images: adapt a trained run to a support folder, label a query folder")
+    pr.add_argument("run_dir", help="run directory of a trained image-classification run (task.family = episodes)")
+    pr.add_argument("--support", required=True, metavar="DIR",
+                    help="DIR/<class>/<image>: one folder per class, as many as the run's task.ways")
+    pr.add_argument("--query", required=True, metavar="DIR",
+                    help="images to classify: DIR/<image>, or DIR/<class>/<image> to also report the accuracy")
+    pr.add_argument("--steps", type=int, default=None, metavar="N", help="inner steps (default: the run's eval.steps)")
+    pr.add_argument("--json", action="store_true", help="print one JSON object instead of one line per image")
 
     pl = sub.add_parser("plot", help="plot an ALFA run's generated learning rates and weight decays (Figure 3)")
     pl.add_argument("run_dir")
@@ -213,8 +230,13 @@ def main(argv: list[str] | None = None) -> int:
             world = distributed.World()
             if distributed.launched():  # torchrun: the test tasks are shared out, every process gets all scores
                 world, _ = distributed.init_from_env("cuda" if torch.cuda.is_available() else "cpu")
+            from innerloop.evaluate import eval_task_settings
+
+            if args.data:
+                os.environ["INNERLOOP_DATA"] = args.data
+            task = eval_task_settings(args.dataset, args.split, args.ways, args.shots, args.query)
             try:
-                result = evaluate_run(args.run_dir, args.tasks, args.steps, sources=sources)
+                result = evaluate_run(args.run_dir, args.tasks, args.steps, sources=sources, task=task or None)
                 distributed.barrier(world)
             finally:
                 distributed.leave()
@@ -227,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
             from innerloop.finetune_cli import run_finetune
 
             print(json.dumps(run_finetune(args)))
+        elif args.command == "predict":
+            from innerloop.predict_cli import run_predict
+
+            print(run_predict(args))
         elif args.command in ("data", "victim"):
             return args.func(args)
         elif args.command == "plot":
@@ -234,7 +260,6 @@ def main(argv: list[str] | None = None) -> int:
 
             print(plot_run(args.run_dir, args.out, args.tasks, args.steps))
         elif args.command == "reproduce":
-            import os
 
             from innerloop.reproduce import run_reproduction
 

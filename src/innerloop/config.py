@@ -61,6 +61,7 @@ class ModelConfig:
     activation: str = "relu"
     filters: int = 64  # conv4
     norm: str = "batch"  # conv4 / resnet12: batch (vmap-exact) | torch | none
+    adapt_norm: bool = False  # the inner loop adapts norm layers' affine parameters too (MAML/ALFA/MAML++: no)
 
 
 @dataclass

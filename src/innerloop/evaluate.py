@@ -152,8 +152,31 @@ def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = N
 
 
 def evaluate_run(run_dir: str | Path, n_tasks: int | None = None, steps: int | None = None,
-                 record: list[int] | None = None, sources: list[str] | None = None) -> dict[str, Any]:
+                 record: list[int] | None = None, sources: list[str] | None = None,
+                 task: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Score a run directory on its fixed test tasks (see :func:`evaluate_meta`); ``task``: ``[task]`` settings to
+    evaluate under instead, e.g. ``{"eval_dataset": "mnist", "eval_split": "test", "shots": 5}`` (cross-domain:
+    the fixed episodes of that dataset, at the model's input size). Only evaluation data is read."""
     from innerloop.train import load_run
 
-    cfg, meta, tasks, _ = load_run(run_dir)
+    cfg, meta, tasks, _ = load_run(run_dir, task)
     return evaluate_meta(cfg, meta, tasks, n_tasks, steps, record, sources)
+
+
+def eval_task_settings(dataset: str | None = None, split: str | None = None, ways: int | None = None,
+                       shots: int | None = None, query: int | None = None) -> dict[str, Any]:
+    """``innerloop eval``'s ``--dataset/--split/--ways/--shots/--query`` as ``[task]`` settings (only those given)."""
+    out: dict[str, Any] = {}
+    if dataset is not None:
+        out["eval_dataset"] = dataset
+        out["eval_root"] = ""
+        out["eval_split"] = split or "test"
+    elif split is not None:
+        out["eval_split"] = split
+    if ways is not None:
+        out["ways"] = ways
+    if shots is not None:
+        out["shots"] = shots
+    if query is not None:
+        out["eval_query"] = query
+    return out

@@ -48,10 +48,9 @@ def first_line(e: BaseException, limit: int = 160) -> str:
 
 def load_fine_tuner(run_dir: str | Path) -> UpdateRule:
     """The trained update rule of a run directory (its meta-learned init is not used)."""
-    from innerloop.train import load_run
+    from innerloop.loading import load
 
-    _, meta, _, _ = load_run(run_dir)
-    rule = meta.rule
+    rule = load(run_dir).rule  # no data is read
     rule.eval()
     for p in rule.parameters():
         p.requires_grad_(False)

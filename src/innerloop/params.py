@@ -57,6 +57,26 @@ def flat_mean(params: Params, names: Iterable[str]) -> Tensor:
     return torch.stack([params[n].mean() for n in names])
 
 
+def ordered_parameter_dict(items: Iterable[tuple[str, nn.Parameter]]) -> nn.ParameterDict:
+    """An ``nn.ParameterDict`` in the order of ``items`` (the model's ``named_parameters()`` order): built from a
+    plain dict, PyTorch sorts the keys (``10`` before ``2``, ``bias`` before ``weight``)."""
+    out = nn.ParameterDict()
+    for key, value in items:
+        out[key] = value
+    return out
+
+
+def legacy_parameter_order(module: nn.Module, prefix: str = "") -> list[str]:
+    """``module.named_parameters()`` names as they came when every ``nn.ParameterDict`` was sorted by key
+    (innerloop < 0.13): the order of the optimizer state in checkpoints written then."""
+    own = [prefix + n for n, _ in module.named_parameters(recurse=False)]
+    if isinstance(module, nn.ParameterDict):
+        own.sort()
+    for name, child in module.named_children():
+        own += legacy_parameter_order(child, f"{prefix}{name}.")
+    return own
+
+
 def safe_key(name: str) -> str:
     """``nn.ParameterDict`` keys may not contain dots."""
     return name.replace(".", "__")

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 
 from innerloop import checkpoint as ckpt
-from innerloop.build import DTYPES, build
+from innerloop.build import DTYPES, build, spec_of
 from innerloop.config import Config, apply, to_toml
 from innerloop.errors import DivergenceError, UserError
 from innerloop.progress import Progress
@@ -57,6 +57,22 @@ def _kept(ck_path: Path) -> str:
     """Which checkpoint survives a stopped run, for its error message."""
     return f"the checkpoint of iteration {ckpt.load(ck_path)['iteration']} is kept" if ck_path.exists() else \
         "no checkpoint was written yet"
+
+
+def _in_order(opt_state: dict[str, Any], saved: list[str] | None, names: list[str], meta) -> dict[str, Any]:
+    """The optimizer state of a checkpoint rearranged from the parameter order it was saved in (``saved``; None:
+    a checkpoint from before the order was stored, whose ``nn.ParameterDict`` s were sorted by key) to ``names``."""
+    from innerloop.params import legacy_parameter_order
+
+    if saved is None:
+        wanted = set(names)
+        saved = [n for n in legacy_parameter_order(meta) if n in wanted]
+    if saved == names or sorted(saved) != sorted(names) or len(opt_state.get("param_groups", [])) != 1:
+        return opt_state  # same order, or not ours to fix (load_state_dict reports a mismatch)
+    position = {n: i for i, n in enumerate(saved)}
+    state = opt_state["state"]
+    moved = {i: state[position[n]] for i, n in enumerate(names) if position[n] in state}
+    return {"state": moved, "param_groups": opt_state["param_groups"]}
 
 
 def _kept_quietly(ck_path: Path) -> str:
@@ -233,8 +249,10 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
             )
 
     tasks, meta = build(cfg)
+    spec = spec_of(tasks)
     dtype, device = DTYPES[cfg.train.dtype], torch.device(cfg.train.device)
     params = [p for p in meta.parameters() if p.requires_grad]
+    names = [n for n, p in meta.named_parameters() if p.requires_grad]  # the optimizer state's order
     if not params and cfg.train.iterations > 0:
         raise UserError("nothing to meta-learn: this init/rule combination has no trainable meta-parameters")
     # an untrained baseline (e.g. ALFA's "Random Init" row) has no parameters: a no-op optimiser keeps one code path
@@ -249,7 +267,7 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
         state = _load_state(ck_path, ("meta", "optimizer", "rng", "iteration"))
         try:
             meta.load_state_dict(state["meta"])
-            opt.load_state_dict(state["optimizer"])
+            opt.load_state_dict(_in_order(state["optimizer"], state.get("param_names"), names, meta))
             ckpt.set_rng_state(state["rng"])
             start, elapsed = int(state["iteration"]), float(state.get("elapsed", 0.0))
             best = float(state.get("best_window", math.inf))
@@ -288,6 +306,8 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
             "iteration": iteration, "elapsed": elapsed, "metrics_lines": n_lines, "config": to_toml(cfg),
             "best_window": best, "window_loss": window_loss, "window_n": window_n,
             "windows": windows[-max(cfg.train.stall_windows, 1):], "saved_at": iteration, "executor": meta.mode,
+            "spec": spec,  # what the model is built for: innerloop.load needs no data
+            "param_names": names,  # the optimizer state's order
         }
 
     total = cfg.train.iterations
@@ -422,20 +442,25 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
     return {"iterations": it, "elapsed_s": elapsed, "executor": meta.mode}
 
 
-def load_run(run_dir: str | Path):
-    """(config, meta-learner with trained weights, tasks) from a run directory."""
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise UserError(f"no run directory at {run}: train first with 'innerloop train CONFIG --out {run}'")
-    cfg = _read_config(run)
-    state = _load_state(run / ckpt.CHECKPOINT, ("meta",))
-    tasks, meta = build(cfg)
-    bad = ckpt.non_finite(state["meta"])
-    if bad:
-        raise UserError(f"checkpoint in {run} holds non-finite meta-parameters ({', '.join(bad[:3])}): it cannot be "
-                        "evaluated; retrain, or --resume from an earlier copy")
-    try:
-        meta.load_state_dict(state["meta"])
-    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
-        raise UserError(f"checkpoint in {run} does not match its config.toml ({str(e).splitlines()[0][:100]}); retrain") from None
-    return cfg, meta, tasks, state
+def load_run(run_dir: str | Path, task: dict[str, Any] | None = None):
+    """(config, meta-learner with trained weights, evaluation tasks, checkpoint) from a run directory; only the
+    evaluation data is read (:func:`innerloop.build.build_eval_tasks`). ``task``: ``[task]`` settings to evaluate
+    under instead (e.g. ``{"eval_dataset": "mnist", "eval_split": "test", "shots": 5}``: cross-domain)."""
+    from innerloop.build import build_eval_tasks
+    from innerloop.config import apply, validate
+    from innerloop.loading import load
+
+    from innerloop.build import model_spec
+
+    meta = load(run_dir)
+    cfg = meta.config
+    state = _load_state(Path(run_dir) / ckpt.CHECKPOINT, ("meta",))
+    spec = state.get("spec") if isinstance(state.get("spec"), dict) else model_spec(cfg)  # what it was built for
+    if task:
+        image_only = sorted({"eval_dataset", "eval_split", "ways"} & set(task))
+        if image_only and cfg.task.family != "episodes":
+            raise UserError(f"--dataset, --split and --ways re-configure image-classification runs; {run_dir} is a "
+                            f"task.family = {cfg.task.family!r} run (--shots, --query and --tasks do apply)")
+        apply(cfg, {"task": task}, where="the evaluation's task settings")
+        validate(cfg)
+    return cfg, meta, build_eval_tasks(cfg, spec), state

@@ -81,7 +81,7 @@ def test_rotated_classes_are_rot90_of_the_resized_images(vinyals):
 
 def test_second_load_comes_from_the_cache(root, vinyals, monkeypatch):
     splits, cache = vinyals
-    monkeypatch.setattr(omniglot, "_preprocess", lambda *a, **k: pytest.fail("decoded again instead of using the cache"))
+    monkeypatch.setattr(omniglot, "decode_drawing", lambda *a, **k: pytest.fail("decoded again instead of using the cache"))
     start = time.perf_counter()
     again = load_dataset("omniglot", root, "train", cache_dir=cache)
     assert time.perf_counter() - start < 3.0

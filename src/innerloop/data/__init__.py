@@ -10,6 +10,9 @@ from the cache (:mod:`innerloop.data.cache`). Readers (numpy + Pillow only), one
 ``omniglot``, ``mnist``, ``cifar10``, ``miniimagenet``, ``tieredimagenet``, ``cub``, ``folder``;
 their ``read(root, split, **options)`` docstrings list the options. Downloads:
 :mod:`innerloop.data.download`; command line: :mod:`innerloop.data.cli`.
+
+``preprocess(name, image)`` turns one of your images (path, bytes, PIL image, uint8 array) into the float32
+``[C, H, W]`` model input a training image of dataset ``name`` becomes (:mod:`innerloop.data.preprocess`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from types import ModuleType
 from typing import Any
 
 from innerloop.data.base import ImageDataset
+
+# The function ``preprocess`` replaces the submodule of the same name as this package's attribute: import the
+# module's other names with ``from innerloop.data.preprocess import ...``.
+from innerloop.data.preprocess import preprocess, preprocess_batch, preprocess_batch_for, preprocess_for
 from innerloop.errors import ConfigError
 
 #: Dataset name -> reader module.
@@ -34,7 +41,8 @@ READERS = {
     "folder": "innerloop.data.folder",
 }
 
-__all__ = ["ImageDataset", "READERS", "load_dataset", "reader", "splits", "reader_options"]
+__all__ = ["ImageDataset", "READERS", "load_dataset", "reader", "splits", "reader_options", "preprocess",
+           "preprocess_batch", "preprocess_for", "preprocess_batch_for"]
 
 
 def reader(name: str) -> ModuleType:
@@ -101,3 +109,4 @@ def load_dataset(
     sources = module.source_files(root, split, **opts)
     return cache_mod.load_or_build(name, split, opts, sources, lambda: module.read(root, split, **opts),
                                    cache_dir=cache_dir, mmap=mmap, origin=str(root.resolve()))
+

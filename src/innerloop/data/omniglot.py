@@ -43,9 +43,10 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from innerloop.data.base import ImageDataset
-from innerloop.data.imaging import image_hw, open_image, resample_filter, resize_array
+from innerloop.data.imaging import decode, image_hw, resample_filter, resize_array
 from innerloop.data.messages import brief
 from innerloop.errors import ConfigError, UserError
 
@@ -260,7 +261,7 @@ def read(
         for (char, degrees), n in zip(classes, counts):
             if char not in decoded:
                 set_name, members = characters[char]
-                decoded[char] = np.stack([_preprocess(sets[set_name].read(m), f"{set_name}/{m}", size, filt)
+                decoded[char] = np.stack([decode_drawing(sets[set_name].read(m), f"{set_name}/{m}", size, filt)
                                           for m in members])
             images[start:start + n, 0] = np.rot90(decoded[char], degrees // 90, axes=(1, 2))
             start += n
@@ -274,9 +275,14 @@ def read(
     return ImageDataset(images, labels, names, f"omniglot-{protocol}-{split}")
 
 
-def _preprocess(png: bytes, what: str, size: tuple[int, int] | None, filt) -> np.ndarray:
-    """Decode one drawing, invert it (stroke 255, background 0) and resize: uint8 ``[H, W]``."""
-    ink_bright = 255 - np.asarray(open_image(png, what).convert("L"), dtype=np.uint8)
+def decode_drawing(source: bytes | str | Path | Image.Image, what: str, size: tuple[int, int] | None,
+                   filt: Image.Resampling) -> np.ndarray:
+    """Decode one drawing (PNG bytes, a path or a PIL image), invert it (stroke 255, background 0) and resize
+    it to ``size`` (``(height, width)``; ``None`` keeps it) with ``filt``: uint8 ``[H, W]``.
+
+    What :func:`read` does to every PNG, and :func:`innerloop.data.preprocess.preprocess` to one image.
+    """
+    ink_bright = 255 - decode(source, what, mode="L")
     return ink_bright if size is None else resize_array(ink_bright, size, filt)
 
 

@@ -42,7 +42,8 @@ def choose_mode(learner: Learner, device: torch.device | str, requested: str = "
     if requested == "vmap" and learner.has_builtin_norm:
         raise ConfigError(
             "vmap with a built-in BatchNorm/LayerNorm/GroupNorm gives a wrong second-order meta-gradient "
-            "(functorch#534): use innerloop.models.BatchNorm or set train.executor = 'loop'"
+            "(functorch#534): convert the model with innerloop.models.convert_norm(model) (BatchNorm layers) or "
+            "use innerloop.models.BatchNorm, or set train.executor = 'loop'"
         )
     if requested != "auto":
         return requested
@@ -63,6 +64,8 @@ def index_tree(tree: Any, i: int | slice) -> Any:
         return tree[i]
     if isinstance(tree, dict):
         return {k: index_tree(v, i) for k, v in tree.items()}
+    if hasattr(tree, "_fields"):  # a NamedTuple (Task, TaskBatch): fields are positional
+        return type(tree)(*(index_tree(v, i) for v in tree))
     return type(tree)(index_tree(v, i) for v in tree)
 
 

@@ -42,6 +42,7 @@ def cw_margin(out: Tensor, y: Tensor, kappa: float = 0.0) -> Tensor:
 
 
 LOSSES = {"mse": mse, "cross_entropy": cross_entropy, "cw": cw_margin}
+METRICS = ("accuracy", "mse", "loss", "asr")
 
 
 class Learner:
@@ -52,24 +53,41 @@ class Learner:
     statistics; their affine parameters are meta-learned but not adapted (``adapt_norm=False``).
     """
 
-    def __init__(self, model: nn.Module, loss: str = "mse", adapt_norm: bool = False,
-                 penalty: Callable[[Params], Tensor] | None = None,
-                 extra_metrics: dict[str, Callable[[Params], Tensor]] | None = None, kappa: float = 0.0):
-        """``penalty(params)`` is added to the loss (e.g. a UAP's lambda * ||delta||^2);
-        ``extra_metrics`` are functions of the adapted parameters reported at evaluation
-        (e.g. the perturbation's norm); ``kappa`` is the C&W loss's confidence margin."""
-        if loss not in LOSSES:
-            raise ConfigError(f"unknown loss {loss!r}; use one of {sorted(LOSSES)}")
+    def __init__(self, model: nn.Module, loss: str | Callable[[Tensor, Tensor], Tensor] = "mse",
+                 adapt_norm: bool = False, penalty: Callable[[Params], Tensor] | None = None,
+                 extra_metrics: dict[str, Callable[[Params], Tensor]] | None = None, kappa: float = 0.0,
+                 metric: str | Callable[[Tensor, Tensor], Tensor] | None = None):
+        """``loss``: ``"mse"``, ``"cross_entropy"``, ``"cw"``, or any ``loss(outputs, targets) -> scalar`` (it must
+        run under ``torch.func.vmap`` for the vmap executor: elementary ops, no ``.item()``); ``adapt_norm``: the
+        inner loop also adapts normalisation layers' affine parameters (default off, as in MAML / ALFA /
+        MAML++: they are meta-learned only); ``penalty(params)`` is added to the loss (e.g. a UAP's
+        lambda * ||delta||^2); ``extra_metrics`` are functions of the adapted parameters reported at evaluation
+        (e.g. the perturbation's norm); ``kappa`` is the C&W loss's confidence margin; ``metric``: what
+        evaluation reports, ``"accuracy"``, ``"mse"``, ``"loss"`` (the loss on the query set) or a function
+        ``metric(outputs, targets) -> scalar`` (default: the named loss's own metric, else ``"loss"``)."""
+        if isinstance(loss, str) and loss not in LOSSES:
+            raise ConfigError(f"unknown loss {loss!r}; use one of {sorted(LOSSES)} or pass a function "
+                              "loss(outputs, targets) -> scalar")
+        if not isinstance(loss, str) and not callable(loss):
+            raise ConfigError(f"loss must be a name ({', '.join(sorted(LOSSES))}) or a function loss(outputs, "
+                              f"targets) -> scalar, got {type(loss).__name__}")
+        if isinstance(metric, str) and metric not in METRICS:
+            raise ConfigError(f"unknown metric {metric!r}; use one of {list(METRICS)} or a function")
         for name, m in model.named_modules():
             if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
                 raise ConfigError(
-                    f"module {name!r} keeps running statistics; build it with track_running_stats=False "
-                    "or use innerloop.models.BatchNorm (the inner loop uses batch statistics)"
+                    f"module {name!r} keeps running statistics, which the inner loop does not use (it normalises "
+                    "with each batch's statistics): pass innerloop.models.convert_norm(model) (exact under vmap "
+                    "too), or build the layer with track_running_stats=False"
                 )
         self.model = model
         self._replica = threading.local()  # per-thread copies of the module (see :meth:`use_replica`)
-        self.loss_name = loss
-        self._loss = partial(cw_margin, kappa=kappa) if loss == "cw" else LOSSES[loss]
+        self.loss_name = loss if isinstance(loss, str) else "custom"
+        self._loss = loss if not isinstance(loss, str) else partial(cw_margin, kappa=kappa) if loss == "cw" else \
+            LOSSES[loss]
+        if metric is None:
+            metric = {"mse": "mse", "cross_entropy": "accuracy", "cw": "asr"}.get(self.loss_name, "loss")
+        self._metric = metric
         self.inner, self.outer = split_inner_outer(model, adapt_norm)
         self.penalty = penalty
         self.extra_metrics = dict(extra_metrics or {})
@@ -108,13 +126,26 @@ class Learner:
 
     @property
     def metric_name(self) -> str:
-        return {"mse": "mse", "cross_entropy": "accuracy", "cw": "asr"}[self.loss_name]
+        return self._metric if isinstance(self._metric, str) else getattr(self._metric, "__name__", "metric")
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self._metric in ("accuracy", "asr")
 
     def metric(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
         """MSE for regression, accuracy in [0, 1] for classification, attack success rate (the
-        fraction of inputs the victim misclassifies) in [0, 1] for adversarial perturbations."""
-        out = self.forward(params, x)
-        if self.loss_name == "mse":
+        fraction of inputs the victim misclassifies) in [0, 1] for adversarial perturbations, the query loss,
+        or the user's ``metric(outputs, targets)``."""
+        return self.score(self.forward(params, x), y)
+
+    def score(self, out: Tensor, y: Tensor) -> Tensor:
+        """The metric of outputs ``out`` against targets ``y``."""
+        m = self._metric
+        if callable(m):
+            return m(out, y)
+        if m == "mse":
             return mse(out, y)
+        if m == "loss":
+            return self._loss(out, y)
         correct = (out.argmax(-1) == y).to(out.dtype).mean()
-        return 1 - correct if self.loss_name == "cw" else correct
+        return 1 - correct if m == "asr" else correct

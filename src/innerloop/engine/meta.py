@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from innerloop.engine.adapt import Adapted
 from innerloop.engine.checkpointed import UnrollPlan, checkpointed_unroll
 from innerloop.engine.executor import choose_mode, index_tree, is_ragged, map_ragged, map_tasks, stack_trees
 from innerloop.engine.learner import Learner
@@ -19,6 +21,7 @@ from innerloop.oracles.autograd import AutogradOracle
 from innerloop.oracles.keyed import ATTENUATION, TaskKey, draw_salt, task_indices
 from innerloop.params import Params
 from innerloop.rules.base import UpdateRule
+from innerloop.tasks.task import check_batch
 
 DEFAULT = "default"
 
@@ -120,15 +123,23 @@ class MetaLearner(nn.Module):
 
     # ------------------------------------------------------------------ helpers
     def groups(self, batch) -> dict[str, Any]:
-        """Split a batch into ``family -> tasks`` (a plain batch belongs to the only family)."""
+        """Split a batch into ``family -> tasks`` (a plain batch belongs to the only family). A batch is a
+        :class:`~innerloop.tasks.TaskBatch` (or the tuple ``(xs, ys, xq, yq)``), a list of per-task tuples, or a
+        dict ``family -> batch`` for incongruous task families; anything else is a one-line ConfigError."""
         if isinstance(batch, Mapping):
             unknown = set(batch) - set(self.learners)
             if unknown:
-                raise ConfigError(f"unknown task families {sorted(unknown)}; this meta-learner has {sorted(self.learners)}")
+                raise ConfigError(f"unknown task families {sorted(unknown)}; this meta-learner has "
+                                  f"{sorted(self.learners)} (a dict batch maps task family -> tasks; one family's "
+                                  "tasks are a TaskBatch)")
+            for family, tasks in batch.items():
+                check_batch(tasks, f"the batch of family {family!r}")
             return dict(batch)
         if len(self.learners) > 1:
             raise ConfigError("this meta-learner has several task families: pass the batch as a dict family -> tasks")
-        return {DEFAULT if DEFAULT in self.learners else next(iter(self.learners)): batch}
+        check_batch(batch)
+        return {DEFAULT if DEFAULT in self.learners else next(iter(self.learners)): tuple(batch)
+                if isinstance(batch, tuple) else batch}
 
     @staticmethod
     def _count(tasks) -> int:
@@ -323,10 +334,80 @@ class MetaLearner(nn.Module):
             infos.append(plan.infos)
         return torch.stack(losses), stack_trees(infos) if infos and infos[0] else {}, None
 
+    # ------------------------------------------------------------------ one task, for users
+    def _family(self, family: str | None) -> str:
+        if family is None:
+            if len(self.learners) > 1:
+                raise ConfigError(f"this meta-learner has several task families {sorted(self.learners)}: pass "
+                                  "family=NAME")
+            return next(iter(self.learners))
+        if family not in self.learners:
+            raise ConfigError(f"unknown task family {family!r}; this meta-learner has {sorted(self.learners)}")
+        return family
+
+    def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None, seed: int = 0,
+              family: str | None = None) -> Adapted:
+        """Adapt to one task from its support set: the initialisation (learned, fixed or a fresh random draw from
+        ``seed``), L2F's attenuation if any, then ``steps`` (default: the meta-training ``inner.steps``) steps of
+        the rule with the oracle's gradients. Returns an :class:`~innerloop.engine.adapt.Adapted` with
+        ``.predict(x)``, ``.module()`` and ``.state_dict()``; the meta-learner is not changed.
+
+        ``support_x`` / ``support_y`` are one task's examples (no task dimension); classification labels are
+        0 .. ways-1. They are moved to the meta-learner's device and floating dtype. A loaded run
+        (:func:`innerloop.load`) takes its test-time steps (``eval.steps``) by default."""
+        family = self._family(family)
+        learner, loop = self.learners[family], self.loops[family]
+        steps = getattr(self, "test_steps", self.steps) if steps is None else int(steps)
+        if steps < 0:
+            raise ConfigError(f"steps = {steps} must be >= 0")
+        ref = next(iter(learner.model.parameters()))
+        x = support_x.to(ref.device, ref.dtype if support_x.is_floating_point() else support_x.dtype)
+        y = support_y.to(ref.device, ref.dtype if support_y.is_floating_point() else support_y.dtype)
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            salt = self._salt()
+            shared, static, per_task = self._start(family, 1)
+            key = None if salt is None else TaskKey(task_indices(0, 1)[0], salt)
+            if per_task is not None:
+                params = {k: v[0] for k, v in per_task.items() if k in learner.inner}
+                stat = {k: v[0] for k, v in per_task.items() if k not in learner.inner}
+            else:
+                params = {k: v.detach() for k, v in shared.items()}
+                stat = {k: v.detach() for k, v in static.items()}
+            params = self._attenuate(loop, params, stat, x, y, key)
+            state = self.rule.init_state(params)
+            params, state, _, losses = loop.run(params, state, stat, x, y, 0, steps, key)
+        merged = {**stat, **params}
+        ordered = {n: merged[n].detach() for n, _ in learner.model.named_parameters()}
+        return Adapted(learner, ordered, steps, [float(v) for v in losses])
+
+    def initial_state_dict(self, family: str | None = None) -> dict[str, Tensor]:
+        """The meta-learned (or fixed) initialisation as a ``state_dict`` of the model, in
+        ``model.named_parameters()`` order (buffers as the model holds them); ConfigError for a per-task random
+        init, which has none."""
+        family = self._family(family)
+        shared, static, per_task = self._start(family, 1)
+        if shared is None:
+            raise ConfigError("this meta-learner draws a fresh random initialisation per task (LFT / L2O, "
+                              "ALFA+Random): there is no learned initialisation to export; its rule is the "
+                              "meta-learned part")
+        model = self.learners[family].model
+        merged = {**static, **shared}
+        out = {n: merged[n].detach().clone() for n, _ in model.named_parameters()}
+        out.update({n: b.detach().clone() for n, b in model.named_buffers()})
+        return {k: out[k] for k in model.state_dict()}
+
+    def export(self, path: str | Path, family: str | None = None) -> dict[str, str]:
+        """Write the learned initialisation as a plain ``state_dict`` of the model and the rule's
+        meta-parameters into folder ``path`` (see :func:`innerloop.export.export`); returns the files."""
+        from innerloop.export import export
+
+        return export(self, path, family)
+
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate(self, batch, steps: int | None = None, chunk: int = 100, record: Sequence[int] | None = None,
-                 seed: int = 0, shard: tuple[int, int] | None = None) -> tuple[Tensor, dict]:
+                 seed: int = 0, shard: tuple[int, int] | None = None, outputs: bool = False) -> tuple[Tensor, dict]:
         """Adapt each task on its support set and return the query metric per task.
 
         With ``record``, returns ``[tasks, len(record)]``: the metric after each listed number of
@@ -336,6 +417,9 @@ class MetaLearner(nn.Module):
         repeatable and paired across methods. ``shard = (lo, hi)``: only tasks ``lo .. hi-1`` (in family order)
         are adapted, with exactly the random numbers the whole batch gives them (per-task inits are drawn for
         every task and sliced; keyed directions follow the task's index); their chunks start at ``lo``.
+        ``outputs=True`` adds the model's query outputs after the last step to ``info``: ``"outputs"``
+        ``[tasks, query, ...]`` (logits for a classifier), ``"labels"`` (the query targets) and, for
+        classifiers, ``"predictions"`` (argmax).
         """
         steps = self.steps if steps is None else steps
         if steps < 0:
@@ -353,7 +437,7 @@ class MetaLearner(nn.Module):
                 lo, hi = (0, n) if shard is None else (min(max(shard[0] - off, 0), n), min(max(shard[1] - off, 0), n))
                 index = self._indices(salt, off + lo, hi - lo)
                 off += n
-                v, i = self._evaluate_family(family, tasks, marks, chunk, slice(lo, hi), salt, index)
+                v, i = self._evaluate_family(family, tasks, marks, chunk, slice(lo, hi), salt, index, outputs)
                 if hi > lo:
                     results.append(v)
                     infos.append(i)
@@ -362,12 +446,15 @@ class MetaLearner(nn.Module):
         values = torch.cat(results)
         if len(infos) == 1:
             info = infos[0]
-        else:  # several families: only the per-task evaluation metrics line up
+        else:  # several families: only the per-task evaluation metrics line up (outputs: a list per family)
             info = {k: torch.cat([i[k] for i in infos]) for k in infos[0]
                     if k.startswith("metric/") and all(k in i for i in infos)}
+            if outputs:
+                info.update({k: [i[k] for i in infos] for k in ("outputs", "labels", "predictions") if k in infos[0]})
         return (values if record is not None else values[:, 0]), info
 
-    def _evaluate_family(self, family, tasks, marks, chunk, keep: slice, salt: int | None, index: Tensor | None):
+    def _evaluate_family(self, family, tasks, marks, chunk, keep: slice, salt: int | None, index: Tensor | None,
+                         outputs: bool = False):
         learner, loop = self.learners[family], self.loops[family]
         n = self._count(tasks)
         shared, static, per_task = self._start(family, n, keep)  # the draws of all n tasks, sliced
@@ -402,6 +489,11 @@ class MetaLearner(nn.Module):
                     extra[k].append(fn(params))
             info = stack_infos(infos)
             info.update({f"metric/{k}": torch.stack(v) for k, v in extra.items()})  # [marks] per task
+            if outputs:
+                info["outputs"] = learner.forward({**stat, **params}, xq)
+                info["labels"] = yq
+                if learner.loss_name in ("cross_entropy", "cw"):
+                    info["predictions"] = info["outputs"].argmax(-1)
             return torch.stack(out), info
 
         if is_ragged(tasks):

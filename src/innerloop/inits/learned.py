@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from innerloop.params import Params, safe_key
+from innerloop.params import Params, ordered_parameter_dict, safe_key
 
 
 class LearnedInit(nn.Module):
@@ -18,8 +18,8 @@ class LearnedInit(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.names = [n for n, _ in model.named_parameters()]
-        self.values = nn.ParameterDict(
-            {safe_key(n): nn.Parameter(p.detach().clone()) for n, p in model.named_parameters()}
+        self.values = ordered_parameter_dict(
+            (safe_key(n), nn.Parameter(p.detach().clone())) for n, p in model.named_parameters()
         )
 
     def forward(self) -> Params:

@@ -63,3 +63,23 @@ def make_norm(kind: str, channels: int) -> nn.Module:
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"unknown norm {kind!r}; use 'batch', 'torch' or 'none'")
+
+
+def convert_norm(model: nn.Module) -> nn.Module:
+    """Replace every ``nn.BatchNorm1d/2d/3d`` of ``model`` (in place; ``model`` is returned) by :class:`BatchNorm`,
+    keeping its ``eps`` and affine weights, so the model runs exactly under ``torch.func.vmap`` (and so on the vmap
+    executor). Running statistics are dropped: the inner loop normalises with each batch's own statistics
+    (transductive, as MAML and ALFA do), which is what the converted layer computes. Parameter names are
+    unchanged (``layer.weight``, ``layer.bias``), so state dicts load into either form."""
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            new = BatchNorm(child.num_features, eps=child.eps, affine=child.affine)
+            if child.affine:
+                with torch.no_grad():
+                    new.weight.copy_(child.weight)
+                    new.bias.copy_(child.bias)
+                new.to(device=child.weight.device, dtype=child.weight.dtype)
+            setattr(model, name, new)
+        else:
+            convert_norm(child)
+    return model

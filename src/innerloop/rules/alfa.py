@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from innerloop.errors import ConfigError
-from innerloop.params import Params, safe_key
+from innerloop.params import Params, ordered_parameter_dict, safe_key
 from innerloop.rules.base import Info, State, UpdateRule
 
 MODES = ("adaptive", "fixed", "off")
@@ -90,8 +90,8 @@ class ALFA(UpdateRule):
         if beta != "off":
             self.beta0 = post(beta_granularity, 1.0 if per_param_decay else weight_decay * lr)
             if per_param_decay:
-                self.beta_pp = nn.ParameterDict(
-                    {safe_key(k): nn.Parameter(torch.full(tuple(s), weight_decay * lr)) for k, s in shapes.items()}
+                self.beta_pp = ordered_parameter_dict(
+                    (safe_key(k), nn.Parameter(torch.full(tuple(s), weight_decay * lr))) for k, s in shapes.items()
                 )
         self.out_alpha = (1 if alpha_granularity == "step" else n) if alpha == "adaptive" else 0
         self.out_beta = (1 if beta_granularity == "step" else n) if beta == "adaptive" else 0

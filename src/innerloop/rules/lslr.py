@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from innerloop.params import Params, safe_key
+from innerloop.params import Params, ordered_parameter_dict, safe_key
 from innerloop.rules.base import Info, State, UpdateRule
 
 
@@ -19,7 +19,8 @@ class PerStepLayerLR(UpdateRule):
         super().__init__()
         self.names = list(names)
         self.steps = steps
-        self.lrs = nn.ParameterDict({safe_key(n): nn.Parameter(torch.full((steps + 1,), float(lr))) for n in names})
+        self.lrs = ordered_parameter_dict((safe_key(n), nn.Parameter(torch.full((steps + 1,), float(lr))))
+                                          for n in names)
 
     def forward(self, params: Params, grads: Params, state: State, step: int) -> tuple[Params, State, Info]:
         j = self.step_index(step)

@@ -4,5 +4,6 @@
 from innerloop.tasks.episodes import EpisodeTasks
 from innerloop.tasks.mixture import TaskMixture
 from innerloop.tasks.sinusoid import SinusoidTasks
+from innerloop.tasks.task import Task, TaskBatch
 
-__all__ = ["SinusoidTasks", "EpisodeTasks", "TaskMixture"]
+__all__ = ["SinusoidTasks", "EpisodeTasks", "TaskMixture", "Task", "TaskBatch"]
