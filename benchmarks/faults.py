@@ -85,7 +85,7 @@ def _train_cmd(config: str, out: Path, sets: list[str], resume: bool) -> list[st
     argv = ["train", config, "--out", str(out), "--quiet", "--no-eval"]
     for s in sets:
         argv += ["--set", s]
-    return argv + (["--resume"] if resume else [])
+    return argv + (["--resume-or-start"] if resume else [])
 
 
 def _spawn(argv: list[str], mode: str | None = None, nth: int = 0) -> subprocess.Popen:

@@ -58,6 +58,8 @@ def test_testing_past_the_trained_steps_is_one_line_note(tmp_path):
         (["--set", "rule.kind=\"adam\""], "'rule.kind' = 'adam' is not one of"),
         (["--set", "nosection"], "section.key=value"),
         (["--set", "task.shots=0"], "task.shots"),
+        (["--set", "train.iteratons=3"], "unknown key 'train.iteratons' in --set; did you mean 'train.iterations'?"),
+        (["--set", "task.ways=10000"], 'task.ways applies to task.family = "episodes", "incongruous" or "uap"'),
     ],
 )
 def test_bad_config_is_one_line_exit_2(tmp_path, args, fragment):
@@ -66,6 +68,8 @@ def test_bad_config_is_one_line_exit_2(tmp_path, args, fragment):
 
 def test_unknown_config_name_and_bad_file(tmp_path):
     assert_one_line_error(run_cli("train", "nope/none", "--out", str(tmp_path / "r")), "no config file")
+    assert_one_line_error(run_cli("train", "sinusoid/alfa-mam", "--out", str(tmp_path / "r")),
+                          "did you mean 'sinusoid/alfa-maml'? ('innerloop configs' lists all)")
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\niterations = [1,\n")
     assert_one_line_error(run_cli("train", str(bad), "--out", str(tmp_path / "r")), "not valid TOML")

@@ -101,3 +101,15 @@ def test_a_sinusoid_run_adapts_on_a_users_points(tmp_path):
     assert adapted.predict(torch.zeros(4, 1)).shape == (4, 1)
     with pytest.raises(Exception, match="steps"):
         meta.adapt(x, torch.sin(x), steps=-1)
+
+
+def test_every_committed_run_loads_without_data(no_data, monkeypatch):
+    """All run folders under results/ — written by every earlier version of the checkpoint format (an init keyed
+    ``init.`` before task families existed, no stored model spec, sorted optimizer state) — load with no dataset."""
+    monkeypatch.setenv("INNERLOOP_VICTIMS", str(REPO / "results" / "victims"))
+    runs = sorted(p.parent for p in (REPO / "results").rglob("checkpoint.pt"))
+    if not runs:
+        pytest.skip("no committed runs in this checkout")
+    for run in runs:
+        meta = innerloop.load(run)
+        assert meta.run_dir == run

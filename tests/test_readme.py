@@ -28,3 +28,13 @@ def test_readme_python_block_runs(tmp_path, index):
     done = subprocess.run([sys.executable, "-c", BLOCKS[index]], cwd=tmp_path, capture_output=True, text=True,
                           env=env, timeout=600)
     assert done.returncode == 0, f"README python block {index + 1} failed:\n{BLOCKS[index]}\n{done.stderr[-3000:]}"
+
+
+def test_the_readme_key_reference_is_the_generated_one():
+    """The README's config key reference is exactly ``innerloop configs --keys``: a new key cannot be missing."""
+    from innerloop.configs_cli import key_reference_markdown
+
+    text = (REPO / "README.md").read_text()
+    block = text.split("<!-- keys:start -->\n", 1)[1].split("\n<!-- keys:end -->", 1)[0]
+    assert block == key_reference_markdown(level=3).rstrip("\n"), (
+        "README key reference is stale: regenerate it from innerloop.configs_cli.key_reference_markdown(level=3)")

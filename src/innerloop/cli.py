@@ -13,43 +13,87 @@ import sys
 from innerloop.errors import UserError
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, with ``(default: X)`` after every option that has a default and does not say it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (action.help is argparse.SUPPRESS or not action.option_strings or action.required or action.nargs == 0
+                or action.default in (None, [], argparse.SUPPRESS) or "default" in text.lower()):
+            return action.help
+        return f"{text} (default: %(default)s)".lstrip()
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)  # every (sub)command's --help shows the defaults
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        if action.help is None and action.option_strings and action.nargs != 0 and action.default not in (None, []):
+            action.help = "(default: %(default)s)"  # argparse lists no help for an option without help text
+        return action
+
     def error(self, message: str):  # one line, exit 2 (argparse's default prints usage too)
         sys.stderr.write(f"innerloop: error: {message} (see '{self.prog} --help')\n")
         sys.exit(2)
 
 
+def _version() -> str:
+    """``innerloop X (torch Y)``, without importing torch."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from innerloop import __version__
+
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:
+        torch_version = "not installed"
+    return f"innerloop {__version__} (torch {torch_version})"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="innerloop", description="Few-shot meta-learning with learned inner loops.")
+    p.add_argument("--version", action="version", version=_version(), help="print innerloop's and torch's versions")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="meta-train from a config file or shipped config name")
-    t.add_argument("config", help="a TOML file, or a shipped name such as sinusoid/alfa-maml (see 'innerloop configs')")
+    t.add_argument("config", nargs="?", default=None,
+                   help="a TOML file, or a shipped name such as sinusoid/alfa-maml (see 'innerloop configs'); "
+                        "optional with --resume (the run's saved config is used)")
     t.add_argument("--out", required=True, help="run directory (config.toml, metrics.jsonl, checkpoint.pt)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. inner.steps=1")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint, with its saved config (--set may change only "
+                        "train.iterations and eval.*); an error if --out holds no checkpoint")
+    t.add_argument("--resume-or-start", action="store_true",
+                   help="continue the run in --out if it holds a checkpoint, else start it (e.g. in a restart loop)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
     t.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="train in N processes on this machine, the meta-batch's tasks split across them (launches "
-                        "torchrun --standalone; same result as one process)")
+                        "torchrun --standalone; same result as one process; default: one process)")
 
     e = sub.add_parser("eval", help="evaluate a trained run on its fixed test tasks")
     e.add_argument("run_dir")
     e.add_argument("--tasks", type=int, default=None, help="number of test tasks (default: eval.tasks)")
     e.add_argument("--steps", type=int, default=None, help="inner steps at test time (default: eval.steps or inner.steps)")
-    e.add_argument("--sources", default=None, help="comma-separated test sources of a mixture run, e.g. mnist,cifar10")
+    e.add_argument("--sources", default=None,
+                   help="comma-separated test sources of a mixture run, e.g. mnist,cifar10 (default: task.eval_sources)")
     e.add_argument("--json", action="store_true", help="print one JSON object (with the per-task scores, \"values\")")
     e.add_argument("--dataset", default=None,
                    help="evaluate on this dataset's fixed episodes instead (cross-domain), e.g. mnist or cub; its "
-                        "images are loaded at the model's input size")
+                        "images are loaded at the model's input size (default: the run's own test episodes)")
     e.add_argument("--split", default=None, help="the split of --dataset (default: test) or of the run's dataset")
-    e.add_argument("--ways", type=int, default=None, help="N-way episodes (must equal the model's output classes)")
+    e.add_argument("--ways", type=int, default=None,
+                   help="N-way episodes (must equal the model's output classes; default: the run's)")
     e.add_argument("--shots", type=int, default=None, help="K-shot support sets (default: the run's)")
     e.add_argument("--query", type=int, default=None, help="query examples per class (default: task.eval_query)")
     e.add_argument("--data", default=None, help="folder holding the datasets (default: $INNERLOOP_DATA)")
     e.add_argument("--nproc", type=int, default=None, metavar="N",
-                   help="evaluate in N processes on this machine, the test tasks shared out (same scores as one)")
+                   help="evaluate in N processes on this machine, the test tasks shared out (same scores as one; "
+                        "default: one process)")
 
     r = sub.add_parser("reproduce", help="train and evaluate a paper table")
     r.add_argument("name", help="alfa-sinusoid | lft-sinusoid | omniglot | lft-uap | lft-classification")
@@ -59,21 +103,24 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--jobs", type=int, default=1, help="rows trained in parallel processes")
     r.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     r.add_argument("--only", default=None,
-                   help="comma-separated rows to run: a full row id picks that row, any other text every id containing it")
+                   help="comma-separated rows to run: a full row id picks that row, any other text every id containing "
+                        "it (default: every row)")
     r.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="run each row in N processes on this machine, its tasks split across them (launches torchrun "
-                        "--standalone; same results as one process; rows still run one after another)")
+                        "--standalone; same results as one process; rows still run one after another; default: one "
+                        "process)")
 
     f = sub.add_parser("finetune", help="fine-tune your model on your examples with a trained update rule")
     f.add_argument("run_dir", help="run directory of a trained fine-tuner (e.g. innerloop train sinusoid/lft)")
     f.add_argument("--model", required=True, help="'package.module:factory' returning your nn.Module")
-    f.add_argument("--weights", default=None, help="state_dict to load into the model first (torch.save file)")
+    f.add_argument("--weights", default=None,
+                   help="state_dict to load into the model first (torch.save file; default: the factory's weights)")
     f.add_argument("--data", required=True, help="torch.save'd dict or .npz with tensors 'x' and 'y'")
-    f.add_argument("--steps", type=int, default=100)
+    f.add_argument("--steps", type=int, default=100, help="fine-tuning steps")
     f.add_argument("--oracle", default="fo", choices=["fo", "zo"], help="fo: gradients; zo: loss values only")
-    f.add_argument("--loss", default="mse", choices=["mse", "cross_entropy"])
+    f.add_argument("--loss", default="mse", choices=["mse", "cross_entropy"], help="the loss on your examples")
     f.add_argument("--out", required=True, help="where to write the fine-tuned state_dict")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=int, default=0, help="seed of the random draws (e.g. zo directions)")
 
     pr = sub.add_parser("predict", help="classify your images: adapt a trained run to a support folder, label a query folder")
     pr.add_argument("run_dir", help="run directory of a trained image-classification run (task.family = episodes)")
@@ -98,7 +145,15 @@ def _parser() -> argparse.ArgumentParser:
 
     register_victim(sub)
 
-    sub.add_parser("configs", help="list the shipped configs")
+    c = sub.add_parser("configs", help="list the shipped configs (with expected training times); NAME: its settings",
+                       description="Without NAME: one line per shipped config (name, expected training time on a "
+                                   "2-core CPU, description). With NAME: its resolved settings, every key with what "
+                                   "it means and its allowed values (the output is a valid config file).")
+    c.add_argument("name", nargs="?", default=None,
+                   help="a shipped config (e.g. sinusoid/maml) or a TOML file: print its resolved settings")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="with NAME: override, as for train (e.g. inner.steps=1)")
+    c.add_argument("--keys", action="store_true", help="print the reference of every config key (Markdown tables)")
     return p
 
 
@@ -193,9 +248,16 @@ def main(argv: list[str] | None = None) -> int:
     _one_line_notes()
     try:
         if args.command == "configs":
-            from innerloop.config import list_shipped
+            from innerloop.configs_cli import run as run_configs
 
-            print("\n".join(list_shipped()))
+            text, note = run_configs(args.name, args.set, args.keys)
+            try:
+                print(text, flush=True)
+            except BrokenPipeError:  # innerloop configs | head: the reader has all it wanted
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return 0
+            if note:
+                sys.stderr.write(note + "\n")
         elif args.command == "train":
             from innerloop import config
             from innerloop.evaluate import evaluate_run, without_values
@@ -203,14 +265,25 @@ def main(argv: list[str] | None = None) -> int:
 
             from innerloop import distributed
 
-            cfg = config.load(args.config, args.set)  # a bad config fails here, once, before any process starts
+            from innerloop.train import resume_config
+
+            if args.resume and args.resume_or_start:
+                raise UserError("pass --resume (continue; an error without a checkpoint) or --resume-or-start, not both")
+            resume: bool | str = True if args.resume else "auto" if args.resume_or_start else False
+            if args.resume:  # the saved config is the truth; a bad one fails here, once, before any process starts
+                cfg = resume_config(args.out, args.config, args.set)
+            elif args.config is None:
+                raise UserError("train needs a CONFIG (a shipped name such as sinusoid/maml, or a TOML file), or "
+                                "--resume to continue the run in --out")
+            else:
+                cfg = config.load(args.config, args.set)  # a bad config fails here, once, before any process starts
             if args.nproc is not None and not distributed.launched():
                 return _launch(args.nproc, argv if argv is not None else sys.argv[1:])
             world = distributed.World()
             if distributed.launched():  # one of torchrun's processes: join the group, one GPU per process
                 world, cfg.train.device = distributed.init_from_env(cfg.train.device)
             try:
-                summary = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
+                summary = train(cfg, args.out, resume=resume, progress=not args.quiet)
                 if world.main:
                     print(json.dumps({"run": args.out, **summary}), flush=True)
                 if not args.no_eval:
@@ -283,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
                 distributed.leave()
     except UserError as e:
         return _fail(e)
+    except KeyboardInterrupt:  # outside training (which saves a checkpoint and says so): nothing half-written
+        sys.stderr.write("innerloop: interrupted\n")
+        return 130
     except RuntimeError as e:  # a collective outside training (evaluation, a table's rows) whose peer is gone
         from innerloop import distributed
 

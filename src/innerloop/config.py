@@ -1,12 +1,19 @@
 """Experiment configuration: typed dataclasses, TOML files, ``--set key=value`` overrides.
 
-Every mistake (unknown key, wrong type, impossible value) raises :class:`ConfigError` with a
-one-line message naming the fix.
+Every mistake (unknown key, wrong type, impossible value, a key the task family does not use) raises
+:class:`ConfigError` with a one-line message naming the fix; misspelt keys and config names get a "did you mean".
+
+One source of truth for the settings: the dataclasses (sections, keys, types, defaults), :data:`KEY_DOCS` (what
+each key means), :data:`CHOICES` and :data:`BOUNDS` (allowed values) and :data:`APPLIES_TO` (which task families
+use a key). ``innerloop configs NAME`` and ``innerloop configs --keys`` (:mod:`innerloop.configs_cli`) print them.
+Shipped configs live in ``configs/<group>/<name>.toml``; the first line of each is ``# <one-line description>``
+(:func:`description`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import sys
 import types
@@ -27,27 +34,27 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 
 @dataclass
 class TaskConfig:
-    family: str = "sinusoid"  # sinusoid | episodes (N-way K-shot classification)
+    """``[task]``: the task distribution: what each task's data is and how much of it there is."""
+
+    family: str = "sinusoid"
     shots: int = 10
-    query: int = 10  # query points (per class for episodes) per task during meta-training
-    eval_query: int = 100  # query points (per class for episodes) per evaluation task
-    # episodes
+    query: int = 10
+    eval_query: int = 100
     ways: int = 5
-    dataset: str = "omniglot"  # omniglot | mnist | cifar10 | miniimagenet | tieredimagenet | cub | folder
-    root: str = ""  # dataset folder; "" = $INNERLOOP_DATA/<dataset>
+    dataset: str = "omniglot"
+    root: str = ""
     train_split: str = "train"
     eval_split: str = "test"
-    eval_dataset: str = ""  # cross-domain evaluation (e.g. "cub"); "" = the training dataset
-    eval_root: str = ""  # its folder; "" = $INNERLOOP_DATA/<eval_dataset>
-    image_size: int = 0  # 0 = the dataset's default (Omniglot 28, miniImageNet 84, ...)
-    rotations: bool = True  # Omniglot: 90/180/270-degree rotations as extra classes
-    normalize: str = "none"  # none | imagenet (ALFA's miniImageNet mean/std)
-    # incongruous / uap: several sources (mnist, cifar10), each with its own base learner or perturbation
-    sources: list[str] = field(default_factory=lambda: ["mnist"])  # meta-training sources
-    eval_sources: list[str] = field(default_factory=list)  # [] = the training sources
-    victims: str = ""  # uap: folder holding <source>/victim.pt; "" = $INNERLOOP_VICTIMS, else ./victims
-    uap_lambda: float = 0.05  # uap: weight of ||delta||_2^2 in the task loss (spec 12: 0.01-0.1, inferred)
-    uap_kappa: float = 0.0  # uap: C&W confidence margin: the loss reaches 0 only kappa nats past the boundary
+    eval_dataset: str = ""
+    eval_root: str = ""
+    image_size: int = 0
+    rotations: bool = True
+    normalize: str = "none"
+    sources: list[str] = field(default_factory=lambda: ["mnist"])
+    eval_sources: list[str] = field(default_factory=list)
+    victims: str = ""
+    uap_lambda: float = 0.05
+    uap_kappa: float = 0.0
     amplitude: list[float] = field(default_factory=lambda: [0.1, 5.0])
     frequency: list[float] = field(default_factory=lambda: [0.8, 1.2])
     phase: list[float] = field(default_factory=lambda: [0.0, math.pi])
@@ -56,27 +63,33 @@ class TaskConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "mlp"  # mlp | conv4 | resnet12 | lenet5
+    """``[model]``: the base learner adapted to each task."""
+
+    name: str = "mlp"
     hidden: list[int] = field(default_factory=lambda: [40, 40])
     activation: str = "relu"
-    filters: int = 64  # conv4
-    norm: str = "batch"  # conv4 / resnet12: batch (vmap-exact) | torch | none
-    adapt_norm: bool = False  # the inner loop adapts norm layers' affine parameters too (MAML/ALFA/MAML++: no)
+    filters: int = 64
+    norm: str = "batch"
+    adapt_norm: bool = False
 
 
 @dataclass
 class InitConfig:
-    kind: str = "learned"  # learned | fixed | random (fresh per task)
-    seed: int = 104  # fixed init: the seed theta_0 is drawn from (ALFA's default seed)
-    scheme: str = "xavier"  # fixed: xavier | model; random: torch | xavier | kaiming | normal
-    std: float = 1e-4  # random init with scheme = normal
-    attenuate: bool = False  # L2F: task-conditioned layer-wise attenuation of theta_0
-    attenuate_detach: bool = True  # L2F: the gradient embedding is a constant (L2F's code); False = ALFA repo's copy
+    """``[init]``: where each task's inner loop starts (theta_0)."""
+
+    kind: str = "learned"
+    seed: int = 104
+    scheme: str = "xavier"
+    std: float = 1e-4
+    attenuate: bool = False
+    attenuate_detach: bool = True
 
 
 @dataclass
 class RuleConfig:
-    kind: str = "sgd"  # sgd | lslr | alfa
+    """``[rule]``: how each inner step updates the parameters."""
+
+    kind: str = "sgd"
     lr: float = 0.01
     weight_decay: float = 5e-4
     generator_layers: int = 3
@@ -87,10 +100,9 @@ class RuleConfig:
     beta_granularity: str = "step_layer"
     per_param_decay: bool = False
     detach_grad_input: bool = True
-    # lstm (coordinate-wise fine-tuner)
     hidden: int = 20
     layers: int = 2
-    preprocess: str = "log_sign"  # log_sign | none
+    preprocess: str = "log_sign"
     log_k: float = 5.0
     scale: float = 0.1
     bias: bool = True
@@ -99,60 +111,72 @@ class RuleConfig:
 
 @dataclass
 class OracleConfig:
-    kind: str = "autograd"  # autograd | zo
-    q: int = 20  # zo: random directions per estimate
-    mu: float = 0.005  # zo: smoothing
-    directions: str = "gaussian"  # zo: gaussian | sphere
-    detach: bool = False  # zo: the estimate is a constant in the meta-gradient (no graph through the q + 1 queries)
-    noise: str = "keyed"  # zo: keyed (by batch salt, task, step: any batching/sharding) | stream (global generator)
+    """``[oracle]``: what gradient the inner loop sees."""
+
+    kind: str = "autograd"
+    q: int = 20
+    mu: float = 0.005
+    directions: str = "gaussian"
+    detach: bool = False
+    noise: str = "keyed"
 
 
 @dataclass
 class InnerConfig:
+    """``[inner]``: the inner (adaptation) loop during meta-training."""
+
     steps: int = 5
-    order: str = "second"  # second | first
+    order: str = "second"
 
 
 @dataclass
 class ObjectiveConfig:
-    kind: str = "final"  # final | msl | lft | l2o
+    """``[objective]``: the meta-objective that meta-training minimises."""
+
+    kind: str = "final"
     msl_epochs: int = 15
-    weights: str = "uniform"  # lft / l2o: uniform | increasing | final
+    weights: str = "uniform"
 
 
 @dataclass
 class TrainConfig:
+    """``[train]``: meta-training: optimiser, budget, logging, hardware and safety stops."""
+
     iterations: int = 70000
     meta_batch: int = 25
     meta_lr: float = 1e-3
     seed: int = 0
-    epoch_length: int = 500  # iterations per "epoch" (MSL schedule)
+    epoch_length: int = 500
     log_every: int = 100
     checkpoint_every: int = 1000
-    executor: str = "auto"  # auto | vmap | loop
-    checkpoint_unroll: int = 0  # 0: off; c: keep every c-th inner state, recompute the rest
+    executor: str = "auto"
+    checkpoint_unroll: int = 0
     device: str = "cpu"
     dtype: str = "float32"
-    clip_grad: float = 0.0  # 0: off; else clamp every meta-gradient entry to [-c, c]
-    max_bad_steps: int = 10  # consecutive non-finite steps before training stops
-    divergence_factor: float = 1e4  # stop when a logged meta-loss rises above the best logged one by this x |best| (0: off)
-    stall_windows: int = 5  # stop when this many consecutive logged meta-losses agree to 1e-4 relative (0: off)
-    eval_every: int = 0  # 0: off; else evaluate on the fixed eval tasks every N iterations (metrics.jsonl)
-    truncation: int = 0  # 0: off; else truncated backprop every N inner steps (one update per segment)
-    compile: bool = False  # torch.compile the batched (vmap) meta-loss: ~2-3x on small MLPs, ~40 s to compile once
-    workers: int = 1  # loop executor: tasks run in this many threads, one intra-op thread each (0 = one per CPU core)
+    clip_grad: float = 0.0
+    max_bad_steps: int = 10
+    divergence_factor: float = 1e4
+    stall_windows: int = 5
+    eval_every: int = 0
+    truncation: int = 0
+    compile: bool = False
+    workers: int = 1
 
 
 @dataclass
 class EvalConfig:
+    """``[eval]``: the evaluation on the fixed test tasks."""
+
     tasks: int = 600
-    steps: int | None = None  # None: the training inner steps
+    steps: int | None = None
     seed: int = 2020
     chunk: int = 100
 
 
 @dataclass
 class Config:
+    """A whole experiment: one dataclass per TOML section; every key is documented in :data:`KEY_DOCS`."""
+
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     init: InitConfig = field(default_factory=InitConfig)
@@ -167,6 +191,131 @@ class Config:
         return dataclasses.asdict(self)
 
 
+#: What every key means, one line each (the allowed values come from the field's type, :data:`CHOICES`,
+#: :data:`BOUNDS` and :data:`APPLIES_TO`). The one source of ``innerloop configs NAME`` and ``--keys`` (the README's
+#: key reference); a test checks that it covers every dataclass field and nothing else.
+KEY_DOCS: dict[str, str] = {
+    # [task]
+    "task.family": "the tasks: sinusoid regression, N-way K-shot image episodes, incongruous (LFT: several image "
+                   "sources, each its own architecture) or uap (LFT: universal adversarial perturbations)",
+    "task.shots": "support examples per task: points per sinusoid, images per class for image tasks (>= 1)",
+    "task.query": "query examples per task during meta-training (per class for image tasks; >= 1)",
+    "task.eval_query": "query examples per evaluation task (per class for image tasks; >= 1)",
+    "task.ways": "classes per episode, N-way (>= 2)",
+    "task.dataset": "image dataset: omniglot, mnist, cifar10, miniimagenet, tieredimagenet, cub or folder "
+                    "(a folder of class folders; see innerloop data)",
+    "task.root": "the dataset's folder; \"\" = $INNERLOOP_DATA/<dataset>",
+    "task.train_split": "split meta-trained on, e.g. train or trainval",
+    "task.eval_split": "split evaluated on, e.g. test or val",
+    "task.eval_dataset": "cross-domain evaluation dataset, e.g. cub; \"\" = task.dataset",
+    "task.eval_root": "task.eval_dataset's folder; \"\" = $INNERLOOP_DATA/<eval_dataset>",
+    "task.image_size": "image side in pixels; 0 = the dataset's default (Omniglot 28, miniImageNet 84, ...)",
+    "task.rotations": "Omniglot: its 90/180/270-degree rotations are extra classes",
+    "task.normalize": "input normalisation: none, or imagenet (ALFA's miniImageNet mean and std)",
+    "task.sources": "meta-training sources (mnist, cifar10), each with its own base learner or perturbation",
+    "task.eval_sources": "evaluation sources; [] = task.sources",
+    "task.victims": "folder holding <source>/victim.pt (innerloop victim train); \"\" = $INNERLOOP_VICTIMS, "
+                    "else ./victims",
+    "task.uap_lambda": "weight of ||delta||_2^2 in the task loss (>= 0; spec 12: 0.01-0.1, inferred)",
+    "task.uap_kappa": "C&W confidence margin: the loss reaches 0 only kappa nats past the boundary (>= 0)",
+    "task.amplitude": "amplitude range [low, high] of y = A sin(w x + phi)",
+    "task.frequency": "frequency range [low, high] (w)",
+    "task.phase": "phase range [low, high] in radians (phi)",
+    "task.x_range": "input range [low, high] of the points",
+    # [model]
+    "model.name": "base learner: mlp, conv4 (4-CONV), resnet12 (ALFA's) or lenet5; the image models need image tasks",
+    "model.hidden": "mlp: hidden layer sizes (each >= 1)",
+    "model.activation": "hidden activation of mlp and conv4",
+    "model.filters": "conv4 (and the CIFAR-10 CNN of incongruous tasks): filters per layer (>= 1)",
+    "model.norm": "conv4 / resnet12 normalisation: batch (transductive, exact under vmap), torch (nn.BatchNorm2d: "
+                  "the loop executor) or none",
+    "model.adapt_norm": "the inner loop adapts the norm layers' affine parameters too (MAML, ALFA, MAML++: false)",
+    # [init]
+    "init.kind": "where each task starts: learned (MAML's meta-learned theta_0), fixed (drawn once, never trained) "
+                 "or random (drawn fresh per task)",
+    "init.seed": "fixed: the seed theta_0 is drawn from (ALFA's default 104)",
+    "init.scheme": "fixed: xavier or model (the model's own init); random: torch, xavier, kaiming or normal",
+    "init.std": "random with scheme = normal: the standard deviation (>= 0)",
+    "init.attenuate": "L2F: task-conditioned layer-wise attenuation of theta_0",
+    "init.attenuate_detach": "L2F: the gradient embedding is a constant (L2F's code); false = the ALFA repository's "
+                             "variant",
+    # [rule]
+    "rule.kind": "how to step: sgd (fixed rate), lslr (learned per-step per-layer rates, MAML++), alfa (generated "
+                 "rate and weight decay) or lstm (coordinate-wise LSTM fine-tuner, LFT/L2O)",
+    "rule.lr": "inner learning rate: sgd's rate, lslr's and alfa's initial alpha0",
+    "rule.weight_decay": "alfa: beta0 starts at weight_decay * lr",
+    "rule.generator_layers": "alfa: layers of the hyperparameter generator",
+    "rule.inputs": "alfa: the generator's input: both (layer means of weights and gradients), weights or gradients",
+    "rule.alpha": "alfa: learning rate: adaptive (generated x learned), fixed (learned, not generated) or off "
+                  "(the constant lr)",
+    "rule.beta": "alfa: weight decay: adaptive (generated x learned), fixed (learned, not generated) or off (none)",
+    "rule.alpha_granularity": "alfa: one alpha per step and layer, per step (shared by layers) or per layer "
+                              "(shared by steps)",
+    "rule.beta_granularity": "alfa: one beta per step and layer, per step or per layer",
+    "rule.per_param_decay": "alfa: a learned per-parameter weight decay (ALFA + random init); beta0 then starts at 1",
+    "rule.detach_grad_input": "alfa: the generator's gradient input is a constant (no second-order path through it)",
+    "rule.hidden": "lstm: hidden units per layer (>= 1)",
+    "rule.layers": "lstm: stacked LSTM layers (>= 1)",
+    "rule.preprocess": "lstm: gradient input: log_sign (L2L's LogAndSign) or none (the raw gradient)",
+    "rule.log_k": "lstm: LogAndSign's k",
+    "rule.scale": "lstm: the update is scale * the LSTM head's output",
+    "rule.bias": "lstm: biases in the LSTM and its head (an untrained one then moves every coordinate)",
+    "rule.head_init_scale": "lstm: the head's initial weights are multiplied by this",
+    # [oracle]
+    "oracle.kind": "autograd (exact gradients) or zo (zeroth order: estimated from loss values only)",
+    "oracle.q": "zo: random directions per estimate (>= 1)",
+    "oracle.mu": "zo: smoothing radius (> 0)",
+    "oracle.directions": "zo: gaussian or unit-sphere directions",
+    "oracle.detach": "zo: the estimate is a constant in the meta-gradient (no graph through the q + 1 queries)",
+    "oracle.noise": "zo: keyed (directions keyed by batch, task and step: the same for any batching or sharding) or "
+                    "stream (one global generator)",
+    # [inner]
+    "inner.steps": "inner (adaptation) steps per task in meta-training (>= 1)",
+    "inner.order": "second (backpropagate through the inner gradients) or first (first-order approximation)",
+    # [objective]
+    "objective.kind": "final (query loss after the last step), msl (MAML++ multi-step loss), lft (validation loss "
+                      "along the trajectory) or l2o (training loss along the trajectory)",
+    "objective.msl_epochs": "msl: epochs over which the per-step weights anneal to the final step",
+    "objective.weights": "lft / l2o: per-step weights: uniform, increasing or final (the last step only)",
+    # [train]
+    "train.iterations": "meta-training iterations (>= 0; 0 = an untrained baseline: evaluation only)",
+    "train.meta_batch": "tasks per meta-update (>= 1)",
+    "train.meta_lr": "Adam's meta learning rate (> 0)",
+    "train.seed": "seed of the training tasks, initialisations and random directions",
+    "train.epoch_length": "iterations per epoch (the msl schedule)",
+    "train.log_every": "iterations per metrics.jsonl line (>= 1)",
+    "train.checkpoint_every": "iterations between checkpoints (>= 1)",
+    "train.executor": "auto (vmap when the model allows it), vmap (tasks batched) or loop (one task after another)",
+    "train.checkpoint_unroll": "0 = off; c = keep every c-th inner state and recompute the rest (memory for time)",
+    "train.device": "cpu, cuda, cuda:N or mps",
+    "train.dtype": "floating-point precision",
+    "train.clip_grad": "0 = off; c = clamp every meta-gradient entry to [-c, c]",
+    "train.max_bad_steps": "consecutive non-finite steps before training stops (the last good checkpoint is kept)",
+    "train.divergence_factor": "stop when a logged meta-loss rises above the best one by this x |best| (0 = off)",
+    "train.stall_windows": "stop when this many logged meta-losses in a row agree to 1e-4 relative (0 = off)",
+    "train.eval_every": "0 = off; N = evaluate on the fixed test tasks every N iterations (metrics.jsonl)",
+    "train.truncation": "0 = off; N = truncated backprop every N inner steps (one meta-update per segment)",
+    "train.compile": "torch.compile the batched (vmap) meta-loss: ~2-3x on small MLPs, ~40 s to compile once",
+    "train.workers": "loop executor: tasks in this many threads, one intra-op thread each (0 = one per CPU core)",
+    # [eval]
+    "eval.tasks": "fixed test tasks evaluated (>= 1)",
+    "eval.steps": "inner steps at test time; unset = inner.steps",
+    "eval.seed": "seed of the fixed test tasks (the same for every method)",
+    "eval.chunk": "test tasks evaluated at once: memory against speed (>= 1)",
+}
+
+#: ``task.*`` keys that only some task families use: setting one to a non-default value for another family is an
+#: error (:func:`check_family`).
+APPLIES_TO: dict[str, tuple[str, ...]] = {
+    **{f"task.{k}": ("episodes",) for k in ("dataset", "root", "train_split", "eval_split", "eval_dataset",
+                                            "eval_root", "image_size", "rotations", "normalize")},
+    "task.ways": ("episodes", "incongruous", "uap"),
+    **{f"task.{k}": ("incongruous", "uap") for k in ("sources", "eval_sources")},
+    **{f"task.{k}": ("uap",) for k in ("victims", "uap_lambda", "uap_kappa")},
+    **{f"task.{k}": ("sinusoid",) for k in ("amplitude", "frequency", "phase", "x_range")},
+}
+
+#: The values a key may take (checked by :func:`validate`; listed by ``innerloop configs``).
 CHOICES = {
     "task.family": ("sinusoid", "episodes", "incongruous", "uap"),
     "task.normalize": ("none", "imagenet"),
@@ -177,6 +326,12 @@ CHOICES = {
     "init.scheme": ("xavier", "model", "torch", "kaiming", "normal"),
     "rule.kind": ("sgd", "lslr", "alfa", "lstm"),
     "rule.preprocess": ("log_sign", "none"),
+    "rule.generator_layers": (3, 2),
+    "rule.inputs": ("both", "weights", "gradients"),
+    "rule.alpha": ("adaptive", "fixed", "off"),
+    "rule.beta": ("adaptive", "fixed", "off"),
+    "rule.alpha_granularity": ("step_layer", "step", "layer"),
+    "rule.beta_granularity": ("step_layer", "step", "layer"),
     "oracle.kind": ("autograd", "zo"),
     "oracle.directions": ("gaussian", "sphere"),
     "oracle.noise": ("keyed", "stream"),
@@ -228,18 +383,55 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def sections() -> dict[str, list[str]]:
+    """Every section and its keys, in declaration order: ``{"task": ["family", "shots", ...], ...}``."""
+    return {f.name: [g.name for g in dataclasses.fields(f.default_factory)] for f in dataclasses.fields(Config)}
+
+
+def all_keys() -> list[str]:
+    """Every ``section.key``, in declaration order."""
+    return [f"{s}.{k}" for s, keys in sections().items() for k in keys]
+
+
+def either(names: list[str], fmt: str = "'{}'") -> str:
+    """``'a'``, ``'a' or 'b'``, ``'a', 'b' or 'c'``."""
+    quoted = [fmt.format(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def suggest_key(section: str, key: str) -> list[str]:
+    """The keys a misspelt ``section.key`` most likely meant: a close key of the same section, else the same key in
+    other sections (``train.steps`` -> ``inner.steps``, ``eval.steps``), else the closest ``section.key``."""
+    known = sections()
+    if section in known:
+        close = difflib.get_close_matches(key, known[section], n=1, cutoff=0.7)
+        if close:
+            return [f"{section}.{close[0]}"]
+    elsewhere = [f"{s}.{key}" for s, keys in known.items() if key in keys and s != section]
+    return elsewhere or difflib.get_close_matches(f"{section}.{key}", all_keys(), n=1, cutoff=0.7)
+
+
 def apply(cfg: Config, data: dict[str, Any], where: str = "config") -> Config:
     """Merge a nested dict (e.g. parsed TOML) into ``cfg``, validating keys and types."""
     hints = typing.get_type_hints(Config)
     for section, values in data.items():
         if section not in hints:
-            raise ConfigError(f"unknown section [{section}] in {where}; valid sections: {', '.join(hints)}")
+            guess = [k for key in (values if isinstance(values, dict) else {}) for k in suggest_key(section, key)]
+            close = difflib.get_close_matches(section, list(hints), n=1, cutoff=0.6)
+            hint = (f"did you mean {either(guess[:1])}? " if guess and guess[0].split(".")[0] in close else
+                    f"did you mean [{close[0]}]? " if close else "")
+            valid = f"valid sections: {', '.join(hints)}"
+            raise ConfigError(f"unknown section [{section}] in {where}; " + (f"{hint}({valid})" if hint else valid))
         if not isinstance(values, dict):
             raise ConfigError(f"[{section}] in {where} must be a table of keys, got {values!r}")
         sub = getattr(cfg, section)
         sub_hints = typing.get_type_hints(type(sub))
         for key, value in values.items():
             if key not in sub_hints:
+                guess = suggest_key(section, key)
+                if guess:
+                    raise ConfigError(f"unknown key '{section}.{key}' in {where}; did you mean {either(guess)}? "
+                                      "('innerloop configs --keys' lists every key)")
                 raise ConfigError(
                     f"unknown key '{section}.{key}' in {where}; valid keys: {', '.join(sub_hints)}"
                 )
@@ -391,18 +583,62 @@ def parse_override(text: str) -> tuple[str, str, Any]:
 
 
 def resolve_path(name: str) -> Path:
-    """A config file path, or a shipped config name such as ``sinusoid/alfa-maml``."""
+    """A config file path, or a shipped config name such as ``sinusoid/alfa-maml``; an unknown name is a one-line
+    :class:`ConfigError` suggesting the closest shipped names."""
     p = Path(name)
     if p.is_file():
         return p
-    shipped = CONFIG_DIR / (name if name.endswith(".toml") else f"{name}.toml")
+    stem = name[:-5] if name.endswith(".toml") else name
+    shipped = CONFIG_DIR / f"{stem}.toml"
     if shipped.is_file():
         return shipped
-    raise ConfigError(f"no config file or shipped config named {name!r}; shipped: {', '.join(list_shipped())}")
+    if stem and (CONFIG_DIR / stem).is_dir():
+        inside = [n for n in list_shipped() if n.startswith(stem.rstrip("/") + "/")]
+        listed = f"one of {either(inside)}" if len(inside) <= 6 else f"one of its {len(inside)}"
+        raise ConfigError(f"{name!r} is a folder of shipped configs: name {listed} ('innerloop configs' lists all)")
+    if p.is_dir():
+        raise ConfigError(f"{name} is a folder, not a config file: give a TOML file or a shipped config name "
+                          "('innerloop configs' lists them)")
+    guess = suggest_config(name)
+    hint = f"; did you mean {either(guess)}?" if guess else ""
+    raise ConfigError(f"unknown config {name!r}: no config file or shipped config by that name{hint} "
+                      "('innerloop configs' lists all)")
+
+
+def suggest_config(name: str) -> list[str]:
+    """The shipped configs a mistyped ``name`` most likely meant (up to 3; [] if none is close). A bare name such
+    as ``alfa-maml`` matches the shipped configs of that name in every folder."""
+    shipped = list_shipped()
+    stem = (name[:-5] if name.endswith(".toml") else name).replace("\\", "/").strip("/")
+    tail = [n for n in shipped if stem.endswith("/" + n)]  # a path to a shipped file from another folder
+    if tail:
+        return tail[:1]
+    if "/" not in stem:
+        by_base: dict[str, list[str]] = {}
+        for n in shipped:
+            by_base.setdefault(n.rsplit("/", 1)[-1], []).append(n)
+        close = difflib.get_close_matches(stem, list(by_base), n=1, cutoff=0.6)
+        return by_base[close[0]][:3] if close else []
+    return difflib.get_close_matches(stem, shipped, n=1, cutoff=0.6)
 
 
 def list_shipped() -> list[str]:
-    return sorted(str(p.relative_to(CONFIG_DIR).with_suffix("")) for p in CONFIG_DIR.rglob("*.toml"))
+    """The names of the shipped configs (``sinusoid/maml``, ...), sorted."""
+    return sorted(p.relative_to(CONFIG_DIR).with_suffix("").as_posix() for p in CONFIG_DIR.rglob("*.toml"))
+
+
+def description(path: str | Path) -> str:
+    """A config file's one-line description: its first line when that is a ``# ...`` comment, else "".
+
+    Convention of the shipped configs (a test checks every one has it): line 1 is ``# <what it is, one line>``,
+    further comment lines give the details.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            first = f.readline().strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return first.lstrip("#").strip() if first.startswith("#") else ""
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -417,43 +653,73 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path} ({e.strerror or e}): check the path and its permissions") from None
 
 
+def _keys_in(data: dict[str, Any]) -> list[str]:
+    """The ``section.key`` names a nested dict sets."""
+    return [f"{s}.{k}" for s, values in data.items() if isinstance(values, dict) for k in values]
+
+
+def check_family(cfg: Config, explicit: dict[str, str]) -> None:
+    """A ``task.*`` key that ``cfg``'s task family does not use (:data:`APPLIES_TO`), set explicitly (``explicit``:
+    key -> where it was set) to a value other than its default, is a one-line :class:`ConfigError`: the setting
+    would be silently ignored."""
+    default = Config()
+    for key, where in explicit.items():
+        families = APPLIES_TO.get(key)
+        if families is None or cfg.task.family in families:
+            continue
+        section, name = key.split(".")
+        if getattr(getattr(cfg, section), name) == getattr(getattr(default, section), name):
+            continue
+        allowed = either(list(families), fmt='"{}"')
+        raise ConfigError(f"{key} applies to task.family = {allowed}, but this config has task.family = "
+                          f'"{cfg.task.family}": remove {key} from {where} (or change task.family)')
+
+
 def load(name: str | None = None, overrides: list[str] | None = None, data: dict | None = None) -> Config:
-    """Defaults <- config file ``name`` <- ``data`` <- ``--set`` overrides."""
+    """Defaults <- config file ``name`` <- ``data`` <- ``--set`` overrides; then :func:`validate` and
+    :func:`check_family` (over the keys set explicitly in any layer)."""
     cfg = Config()
+    explicit: dict[str, str] = {}
     if name is not None:
         path = resolve_path(name)
-        apply(cfg, read_toml(path), where=str(path))
+        table = read_toml(path)
+        apply(cfg, table, where=str(path))
+        explicit.update(dict.fromkeys(_keys_in(table), str(path)))
     if data:
         apply(cfg, data)
+        explicit.update(dict.fromkeys(_keys_in(data), "the config data"))
     nested: dict[str, dict[str, Any]] = {}
     for text in overrides or []:
         section, key, value = parse_override(text)
         nested.setdefault(section, {})[key] = value
     if nested:
         apply(cfg, nested, where="--set")
+        explicit.update(dict.fromkeys(_keys_in(nested), "--set"))
     validate(cfg)
+    check_family(cfg, explicit)
     return cfg
+
+
+def toml_value(v: Any) -> str:
+    """One setting's value as a TOML literal (the subset of TOML our types need)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    return str(v)
 
 
 def to_toml(cfg: Config) -> str:
     """Serialise a config (the subset of TOML our types need)."""
-
-    def fmt(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, float):
-            return repr(v)
-        if isinstance(v, list):
-            return "[" + ", ".join(fmt(x) for x in v) + "]"
-        return str(v)
-
     lines = []
     for section, values in cfg.to_dict().items():
         lines.append(f"[{section}]")
         for k, v in values.items():
             if v is not None:
-                lines.append(f"{k} = {fmt(v)}")
+                lines.append(f"{k} = {toml_value(v)}")
         lines.append("")
     return "\n".join(lines)

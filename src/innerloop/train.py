@@ -59,6 +59,60 @@ def _kept(ck_path: Path) -> str:
         "no checkpoint was written yet"
 
 
+#: what ``--resume`` may change: training length and evaluation settings (neither touches the trajectory so far)
+RESUMABLE = ("train.iterations", "eval.")
+
+
+def _resumable(key: str) -> bool:
+    return any(key == r or (r.endswith(".") and key.startswith(r)) for r in RESUMABLE)
+
+
+def differences(a: Config, b: Config) -> list[tuple[str, Any, Any]]:
+    """``(section.key, a's value, b's value)`` for every setting in which two configs differ."""
+    from dataclasses import asdict
+
+    da, db = asdict(a), asdict(b)
+    return [(f"{sec}.{key}", da[sec][key], db[sec][key]) for sec in da for key in da[sec]
+            if da[sec][key] != db[sec][key]]
+
+
+def resume_config(out: str | Path, config: str | None = None, sets: list[str] | None = None) -> Config:
+    """The config ``innerloop train --resume`` continues with: the run's saved ``config.toml`` (the truth), with
+    ``--set`` changes to ``train.iterations`` and ``eval.*`` only, each printed. ``config`` (a name or file) may be
+    repeated: it must then resolve, with ``sets``, to the saved config apart from those keys (else one line naming
+    every differing key with both values)."""
+    import copy
+
+    from innerloop.config import load, parse_override, validate
+
+    out = Path(out)
+    if not out.is_dir():
+        raise UserError(f"nothing to resume: {out} does not exist (start it without --resume)")
+    if not (out / ckpt.CHECKPOINT).is_file():
+        raise UserError(f"nothing to resume: {out} holds no checkpoint yet (start it without --resume, or use "
+                        "--resume-or-start)")
+    saved = _read_config(out)
+    nested: dict[str, dict[str, Any]] = {}
+    for text in sets or []:
+        section, key, value = parse_override(text)
+        nested.setdefault(section, {})[key] = value
+    if config is not None:
+        wrong = [d for d in differences(saved, load(config, sets)) if not _resumable(d[0])]
+        if wrong:
+            listed = "; ".join(f"{k}: {a!r} (saved) vs {b!r} (given)" for k, a, b in wrong[:6])
+            raise UserError(f"the config differs from the one {out} was started with: {listed} — resume without "
+                            "CONFIG (the saved config is used), or use a new --out")
+    cfg = copy.deepcopy(saved)
+    if nested:
+        apply(cfg, nested, where="--set")
+        validate(cfg)
+        fixed = [k for k, _, _ in differences(saved, cfg) if not _resumable(k)]
+        if fixed:
+            raise UserError(f"--set {', '.join(fixed)} cannot change on --resume (only train.iterations and eval.*: "
+                            "the rest shaped the run so far); start a new --out to change it")
+    return cfg  # train() prints each change once the run has started
+
+
 def _in_order(opt_state: dict[str, Any], saved: list[str] | None, names: list[str], meta) -> dict[str, Any]:
     """The optimizer state of a checkpoint rearranged from the parameter order it was saved in (``saved``; None:
     a checkpoint from before the order was stored, whose ``nn.ParameterDict`` s were sorted by key) to ``names``."""
@@ -73,6 +127,46 @@ def _in_order(opt_state: dict[str, Any], saved: list[str] | None, names: list[st
     state = opt_state["state"]
     moved = {i: state[position[n]] for i, n in enumerate(names) if position[n] in state}
     return {"state": moved, "param_groups": opt_state["param_groups"]}
+
+
+class _CtrlC:
+    """The first Ctrl-C (SIGINT) asks training to stop after the current iteration with a checkpoint; a second one
+    stops at once (KeyboardInterrupt: the last checkpoint written is kept). Installed only for a single-process run
+    in the main thread whose SIGINT is Python's default; elsewhere Ctrl-C interrupts at once, as before."""
+
+    def __init__(self, installed: bool):
+        import signal
+
+        self._set, self._previous = False, None
+        if installed:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        import sys
+
+        if self._set:
+            raise KeyboardInterrupt
+        self._set = True
+        sys.stderr.write("\ninnerloop: Ctrl-C: finishing this iteration, then saving a checkpoint (Ctrl-C again to "
+                         "stop at once, keeping the last checkpoint)\n")
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def restore(self) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+def _catch_ctrl_c(world: distributed.World) -> _CtrlC:
+    import signal
+    import threading
+
+    return _CtrlC(world.size == 1 and threading.current_thread() is threading.main_thread()
+                  and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 
 
 def _kept_quietly(ck_path: Path) -> str:
@@ -115,9 +209,13 @@ def _allocation_failure(e: BaseException) -> bool:
     return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and any(m in str(e) for m in _OOM))
 
 
-def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
+def train(cfg: Config, out_dir: str | Path, resume: bool | str = False, progress: bool = True,
           on_eval: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
     """Meta-train per ``cfg`` into ``out_dir``; returns a summary dict.
+
+    ``resume=True`` continues the run in ``out_dir`` from its checkpoint (an error if there is none; ``cfg`` must
+    equal its saved config apart from ``train.iterations`` and ``eval.*``: see :func:`resume_config`);
+    ``resume="auto"`` continues it if it has a checkpoint and starts it otherwise.
 
     With ``train.eval_every`` = N, the fixed evaluation tasks are scored every N iterations and the record
     ``{"iteration", "elapsed_s" (training time so far, evaluation excluded), "eval_s", "eval"}`` is appended
@@ -136,6 +234,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
       divergence/stall references are part of the checkpoint.
     """
     out = Path(out_dir)
+    if resume == "auto":
+        resume = (out / ckpt.CHECKPOINT).is_file()
     world = distributed.current()
     started: list[bool] = [False, False]  # [the directory is being written, every rank agreed to start]
     if world.size > 1:
@@ -238,15 +338,19 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
     ck_path = out / ckpt.CHECKPOINT
     if ck_path.exists() and not resume:
         raise UserError(f"{out} already holds a run: pass --resume to continue it, or choose a new --out")
+    if resume and not ck_path.exists():
+        raise UserError(f"nothing to resume: {out} holds no checkpoint yet (start it without --resume, or use "
+                        "--resume-or-start)")
+    changes: list[tuple[str, Any, Any]] = []
     if resume and (out / "config.toml").is_file():
         saved = _read_config(out)
-        saved.train.iterations = cfg.train.iterations  # a resumed run may be extended (or shortened)
-        saved.eval = cfg.eval  # evaluation settings never touch training: a finished run may be re-scored
-        if to_toml(saved) != to_toml(cfg):
-            raise UserError(
-                f"the config differs from the one {out} was started with (only train.iterations and the eval "
-                "section may change on --resume): resume without changes, or use a new --out"
-            )
+        changes = differences(saved, cfg)
+        wrong = [d for d in changes if not _resumable(d[0])]
+        if wrong:
+            listed = "; ".join(f"{k}: {a!r} (saved) vs {b!r} (given)" for k, a, b in wrong[:6])
+            raise UserError(f"the config differs from the one {out} was started with: {listed} (only "
+                            "train.iterations and eval.* may change on --resume) — resume without changes, or use a "
+                            "new --out")
 
     tasks, meta = build(cfg)
     spec = spec_of(tasks)
@@ -289,6 +393,11 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
                                      "was written")
     writer = world.main
     started[0] = True
+    if writer and changes:
+        import sys
+
+        for key, a, b in changes:
+            sys.stderr.write(f"innerloop: resuming {out} from iteration {start} with {key} = {b!r} (was {a!r})\n")
     if writer:
         for stale in out.glob("*.*.*.tmp"):  # left by a writer killed mid-write: under the lock, no one else writes
             stale.unlink(missing_ok=True)
@@ -324,6 +433,7 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
     bad = 0
     t_window = time.perf_counter()
     it = start
+    interrupted = _catch_ctrl_c(world)
     try:
         while it < total:
             t0 = time.perf_counter()
@@ -430,9 +540,14 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
                 checkpoints.hold(snapshot(it))
             if stop:
                 break
+            if interrupted.is_set():  # Ctrl-C: the iteration is complete, its state is saved, nothing is lost
+                checkpoints.write(snapshot(it))
+                raise UserError(f"interrupted: saved a checkpoint at iteration {it} of {total} in {out} — continue "
+                                f"with: innerloop train --resume --out {out}")
     except KeyboardInterrupt:
         raise UserError(f"interrupted at iteration {it}; {_kept(ck_path)}: continue with --resume") from None
     finally:
+        interrupted.restore()
         if log is not None:
             log.close()
         bar.close()

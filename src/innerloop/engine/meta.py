@@ -117,6 +117,15 @@ class MetaLearner(nn.Module):
         self.loops = {f: InnerLoop(l, rule, self.oracle) for f, l in learners.items()}
         self.loop = self.loops[next(iter(learners))]
 
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict``, also for checkpoints written before task families existed (their init's
+        keys start ``init.``; now ``inits.<family>.``)."""
+        family = next(iter(self.learners))
+        if any(k.startswith("init.") for k in state_dict) and not any(k.startswith("inits.") for k in state_dict):
+            state_dict = {(f"inits.{family}." + k[len("init."):] if k.startswith("init.") else k): v
+                          for k, v in state_dict.items()}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     @property
     def init(self) -> nn.Module:
         return next(iter(self.inits.values()))

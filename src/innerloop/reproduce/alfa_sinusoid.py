@@ -63,6 +63,7 @@ ROW_OVERRIDES = {
 }
 
 BUDGETS = {
+    "quick": {"iterations": None, "eval_tasks": 600},  # two rows, ~2 min: innerloop.reproduce.alfa_quick
     "smoke": {"iterations": 60, "eval_tasks": 100},
     "paper": {"iterations": None, "eval_tasks": 600},
 }
@@ -73,6 +74,10 @@ def _row_id(table: str, method: str, net: str, k: int) -> str:
 
 
 def rows_for(budget: str, device: str) -> list[Row]:
+    if budget == "quick":
+        from innerloop.reproduce.alfa_quick import quick_rows
+
+        return quick_rows(device)
     b = BUDGETS[budget]
     rows = []
     tables = [("main", PROTOCOL, ("MAML", "ALFA+MAML", "ALFA+Random")), ("5step", FIVE_STEP, ("MAML", "ALFA+MAML"))]
@@ -173,13 +178,24 @@ def reproduce(budget: str, out: str, jobs: int = 1, device: str | None = None, o
     if budget not in BUDGETS:
         raise UserError(f"unknown budget {budget!r}; use one of {', '.join(BUDGETS)}")
     device = default_device(device)
-    all_rows, info = train_table(rows_for(budget, device), out, jobs, only, "main-maml-2x40-k5", device)
-    report = {"name": "alfa-sinusoid", "budget": budget, "protocol": {"main": PROTOCOL, "5step": FIVE_STEP},
-              **info, "rows": all_rows}
+    example = "quick-maml-2x40-k10" if budget == "quick" else "main-maml-2x40-k5"
+    all_rows, info = train_table(rows_for(budget, device), out, jobs, only, example, device)
+    if budget == "quick":
+        from innerloop.reproduce.alfa_quick import QUICK
+
+        protocol: dict[str, Any] = {"quick": QUICK}
+    else:
+        protocol = {"main": PROTOCOL, "5step": FIVE_STEP}
+    report = {"name": "alfa-sinusoid", "budget": budget, "protocol": protocol, **info, "rows": all_rows}
     if not writes_report():  # another process of a torchrun job: it trained its share; rank 0 writes the report
         return report
     out_path = Path(out)
     (out_path / "results.json").write_text(json.dumps(report, indent=1))
-    write_markdown(out_path, all_rows, budget, info)
+    if budget == "quick":
+        from innerloop.reproduce.alfa_quick import write_markdown as write_quick
+
+        print("\n".join(write_quick(out_path, all_rows, info)))
+    else:
+        write_markdown(out_path, all_rows, budget, info)
     print(f"wrote {out_path / 'results.md'} and {out_path / 'results.json'}")
     return report

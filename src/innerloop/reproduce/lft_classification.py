@@ -114,34 +114,56 @@ def expand(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    """Figure 3: accuracy against fine-tuning steps, one panel per test source."""
-    import matplotlib
+def figure(rows: list[dict[str, Any]]):
+    """Figure 3 as a ``matplotlib.figure.Figure`` (not saved): accuracy against fine-tuning steps (mean +- 95%
+    CI), one panel per test source; colour and marker: method, line style: meta-training data. The step axis
+    is symmetric-log (linear from 0 to 1), so step 0 sits at 0."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from innerloop.plots import LEGEND_FONTSIZE, TRAIN_LINESTYLES, figure_legend, method_style
 
-    fig, axes = plt.subplots(1, len(TEST), figsize=(5 * len(TEST), 4), sharey=True)
+    fig = Figure(figsize=(5.2 * len(TEST), 5.4), layout="constrained")
+    axes = fig.subplots(1, len(TEST), squeeze=False)[0]
+    order = {m: i for i, m in enumerate(("LFT", "L2O", "MAML"))}
+    test_names = {"mixed": "mixed (MNIST-MLP and CIFAR-CNN tasks)"}
     for ax, test in zip(axes, TEST):
         curves: dict[tuple[str, str], list[tuple[int, float, float]]] = {}
+        tasks = set()
         for r in rows:
             if r["setting"]["test"] == test:
                 curves.setdefault((r["method"], r["setting"]["train"]), []).append(
                     (r["setting"]["steps"], r["mean"], r["ci95"]))
-        for (method, train), pts in curves.items():
+                tasks.add(r["tasks"])
+        # legend columns: one per method, rows: the meta-training data
+        for (method, train), pts in sorted(curves.items(), key=lambda kv: (
+                order.get(kv[0][0], len(order)), list(TRAIN).index(kv[0][1]) if kv[0][1] in TRAIN else len(TRAIN))):
             pts.sort()
-            xs = [max(p[0], 0.5) for p in pts]
-            ax.errorbar(xs, [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", ms=3, capsize=2,
-                        label=f"{method} ({train})")
-        ax.set_xscale("log")
-        ax.set_title(f"test {test}")
-        ax.set_xlabel("fine-tuning steps (0 plotted at 0.5)")
-        ax.axhline(50, color="grey", lw=0.5, ls="--")
-        ax.legend(fontsize=7)
-    axes[0].set_ylabel("accuracy (%)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+            ls = TRAIN_LINESTYLES[list(TRAIN).index(train) % len(TRAIN_LINESTYLES)] if train in TRAIN else "-."
+            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], ls=ls, lw=1.8, ms=5,
+                        capsize=3, label=f"{method}, meta-trained on {train}", **method_style(method))
+        ax.axhline(50, color="grey", lw=1, ls=(0, (1, 2)), label="chance (50%)")
+        ax.set_xscale("symlog", linthresh=1, linscale=0.5)
+        steps = sorted({p[0] for pts in curves.values() for p in pts})
+        ax.set_xticks(steps, [str(s) for s in steps])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlim(-0.1, max(steps, default=1) * 1.3)
+        ax.set_title(f"test tasks: {test_names.get(test, test)}" + (f"\n({tasks.pop()} tasks)" if len(tasks) == 1 else ""),
+                     fontsize=LEGEND_FONTSIZE + 2)
+        ax.set_xlabel("fine-tuning steps (log scale past 1)")
+        ax.set_ylabel("accuracy on D_val (%)")
+        ax.tick_params(labelsize=LEGEND_FONTSIZE + 1)
+        ax.grid(True, alpha=0.3)
+    figure_legend(fig, axes, last=("chance (50%)",), ncol=3)
+    fig.suptitle("LFT Figure 3: incongruous 2-way 5-shot classification from a fresh initialisation (MAML: its "
+                 "learned one),\naccuracy against fine-tuning steps, mean ± 95% CI over the test tasks",
+                 fontsize=LEGEND_FONTSIZE + 3)
+    return fig
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Figure 3: accuracy against fine-tuning steps, one panel per test source."""
+    figure(rows).savefig(path, dpi=110)
 
 
 def steps_table(rows: list[dict[str, Any]], steps: list[int]) -> list[str]:

@@ -120,31 +120,48 @@ def expand(results: list[dict[str, Any]], threshold: float) -> list[dict[str, An
     return rows
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    """Figure 2: ASR against fine-tuning steps, one panel per (oracle, test data)."""
-    import matplotlib
+def figure(rows: list[dict[str, Any]]):
+    """Figure 2 as a ``matplotlib.figure.Figure`` (not saved): mean ASR against fine-tuning steps, one panel
+    per (oracle, test data); colour and marker: method, line style: meta-training data."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from innerloop.plots import LEGEND_FONTSIZE, TRAIN_LINESTYLES, figure_legend, method_style
 
-    fig, axes = plt.subplots(2, 3, figsize=(14, 7), sharex=True, sharey=True, squeeze=False)
+    fig = Figure(figsize=(15, 9), layout="constrained")
+    axes = fig.subplots(len(ORACLES), len(TEST), squeeze=False)
+    oracle_names = {"fo": "first-order (white-box victim)", "zo": "zeroth-order (black-box victim)"}
+    order = {m: i for i, m in enumerate(("LFT", "L2O", "MAML"))}
     for i, oracle in enumerate(ORACLES):
         for j, test in enumerate(TEST):
             ax = axes[i][j]
-            for r in rows:
-                if r["setting"]["oracle"] == oracle and r["setting"]["test"] == test:
-                    ax.plot(range(len(r["asr_by_step"])), r["asr_by_step"], label=f"{r['method']} ({r['setting']['train']})")
-            ax.set_title(f"{oracle.upper()}: test {test}")
-            ax.axhline(THRESHOLD, color="grey", lw=0.5, ls="--")
-            if i == 1:
-                ax.set_xlabel("fine-tuning steps")
-            if j == 0:
-                ax.set_ylabel("attack success rate (%)")
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+            panel = [r for r in rows if r["setting"]["oracle"] == oracle and r["setting"]["test"] == test]
+            # legend columns: one per method, rows: the meta-training data
+            panel.sort(key=lambda r: (order.get(r["method"], len(order)), list(TRAIN).index(r["setting"]["train"])
+                                      if r["setting"]["train"] in TRAIN else len(TRAIN)))
+            for r in panel:
+                y = r["asr_by_step"]
+                train = r["setting"]["train"]
+                ls = TRAIN_LINESTYLES[list(TRAIN).index(train) % len(TRAIN_LINESTYLES)] if train in TRAIN else "-."
+                ax.plot(range(len(y)), y, ls=ls, lw=1.8, ms=5, markevery=max(1, len(y) // 8),
+                        label=f"{r['method']}, meta-trained on {train}", **method_style(r["method"]))
+            ax.axhline(THRESHOLD, color="grey", lw=1, ls=(0, (1, 2)), label=f"{THRESHOLD:g}% threshold")
+            tasks = {r["tasks"] for r in panel}
+            ax.set_title(f"{oracle_names.get(oracle, oracle.upper())}\ntest tasks: {test}"
+                         + (f" ({tasks.pop()} tasks)" if len(tasks) == 1 else ""), fontsize=LEGEND_FONTSIZE + 2)
+            ax.set_ylim(0, 100)
+            ax.set_xlabel("fine-tuning steps")
+            ax.set_ylabel("attack success rate (%)")
+            ax.tick_params(labelsize=LEGEND_FONTSIZE + 1)
+            ax.grid(True, alpha=0.3)
+    figure_legend(fig, [ax for row in axes for ax in row], last=(f"{THRESHOLD:g}% threshold",), ncol=3)
+    fig.suptitle("LFT Figure 2: few-shot universal adversarial perturbations on LeNet-5 victims, "
+                 "mean attack success rate on D_val against fine-tuning steps", fontsize=LEGEND_FONTSIZE + 4)
+    return fig
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Figure 2: ASR against fine-tuning steps, one panel per (oracle, test data)."""
+    figure(rows).savefig(path, dpi=110)
 
 
 def write_markdown(out: Path, rows: list[dict[str, Any]], budget: str, info: dict[str, Any], victims: dict,

@@ -57,7 +57,13 @@ def _write_result(path: Path, result: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _run_row(row: Row, out: str, threads: int) -> dict[str, Any]:
+def _say(text: str, stream=None) -> None:
+    """A progress line (stdout; stderr stays for ``[row done]`` and errors), from one process of a job."""
+    if writes_report():
+        print(text, file=stream or sys.stdout, flush=True)
+
+
+def _run_row(row: Row, out: str, threads: int, place: str = "") -> dict[str, Any]:
     from innerloop.evaluate import evaluate_run
     from innerloop.train import train
 
@@ -71,6 +77,7 @@ def _run_row(row: Row, out: str, threads: int) -> dict[str, Any]:
     cfg = config_mod.load(row.config, row.overrides)
     resume = (run_dir / "checkpoint.pt").is_file()
     t0 = time.perf_counter()
+    _say(f"[row {place}] {row.id}: {'resuming' if resume else 'training'} ({cfg.train.iterations} iterations)")
     try:
         summary = train(cfg, run_dir, resume=resume, progress=False)
     except DivergenceError as e:  # one row's blow-up is reported, not fatal to the table
@@ -81,6 +88,8 @@ def _run_row(row: Row, out: str, threads: int) -> dict[str, Any]:
             print(f"[row diverged] {row.id}: {e}", file=sys.stderr, flush=True)
         distributed.barrier(distributed.current())
         return None
+    _say(f"[row {place}] {row.id}: trained in {time.perf_counter() - t0:.0f} s; evaluating on {cfg.eval.tasks} test "
+         "tasks")
     evals = {name: evaluate_run(run_dir, **kw) for name, kw in (row.evals or {}).items()}
     res = evals[row.main] if row.main is not None else evaluate_run(run_dir, record=row.record)
     result = {
@@ -92,14 +101,14 @@ def _run_row(row: Row, out: str, threads: int) -> dict[str, Any]:
     }
     if "by_steps" in res:
         result["by_steps"] = res["by_steps"]
+    elif "values" in res:
+        result["values"] = res["values"]  # per-task scores, in test-task order: paired comparisons of rows
     if "extra" in res:
         result["extra"] = res["extra"]
     if evals:
         result["evals"] = evals
     _write_result(result_path, result)
-    if writes_report():
-        print(f"[row done] {row.id}: {res['metric']} {res['mean']:.4f} +- {res['ci95']:.4f}", file=sys.stderr,
-              flush=True)
+    _say(f"[row done] {row.id}: {res['metric']} {res['mean']:.4f} +- {res['ci95']:.4f}", sys.stderr)
     distributed.barrier(distributed.current())  # result.json is on disk before any process looks at the next row
     return result
 
@@ -183,10 +192,11 @@ def run_rows(rows: list[Row], out: str, jobs: int = 1) -> list[dict[str, Any] | 
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     threads = int(os.environ.get("INNERLOOP_THREADS", 0)) or max(1, (os.cpu_count() or 1) // (jobs * local))
     if jobs == 1:
-        return [_run_row(r, out, threads) for r in rows]
+        return [_run_row(r, out, threads, f"{i + 1}/{len(rows)}") for i, r in enumerate(rows)]
     ctx = mp.get_context("spawn")
     with ctx.Pool(jobs) as pool:
-        return pool.starmap(_run_row, [(r, out, threads) for r in rows], chunksize=1)  # rows differ in length
+        return pool.starmap(_run_row, [(r, out, threads, f"{i + 1}/{len(rows)}") for i, r in enumerate(rows)],
+                            chunksize=1)  # rows differ in length
 
 
 def truncated_horizon(horizon: int, segment: int = 20) -> list[str]:
