@@ -11,7 +11,7 @@ from torch import nn
 
 from innerloop.config import Config
 from innerloop.engine import Learner, MetaLearner
-from innerloop.errors import ConfigError
+from innerloop.errors import ConfigError, UserError
 from innerloop.inits import Attenuator, FixedInit, LearnedInit, RandomInit
 from innerloop.models import MLP, Conv4, LeNet5, Perturbation, ResNet12
 from innerloop.objectives import FinalQueryLoss, MultiStepLoss, TrajectoryLoss
@@ -48,7 +48,16 @@ def _load(cfg: Config, dataset: str, root: str, split: str):
         options["image_size"] = t.image_size
     if dataset == "omniglot":
         options["rotations"] = t.rotations
-    return load_dataset(dataset, data_root(dataset, root), split, **options)
+    folder = data_root(dataset, root)
+    try:
+        return load_dataset(dataset, folder, split, **options)
+    except UserError as e:
+        inner = Path(folder) / dataset
+        if inner.is_dir() and not isinstance(e, ConfigError):  # the folder above the dataset's: say so
+            raise type(e)(f"{e} — note: {folder} holds a '{dataset}/' folder: the dataset's folder is {inner} "
+                          f"(task.root names the dataset's own folder; --data and INNERLOOP_DATA the folder above "
+                          "it)") from None
+        raise
 
 
 def victims_root(cfg: Config) -> Path:

@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="continue the run in --out if it holds a checkpoint, else start it (e.g. in a restart loop)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
+    t.add_argument("--data", default=None, help="folder holding the datasets, e.g. omniglot/ (default: $INNERLOOP_DATA)")
     t.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="train in N processes on this machine, the meta-batch's tasks split across them (launches "
                         "torchrun --standalone; same result as one process; default: one process)")
@@ -266,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
             from innerloop import distributed
 
             from innerloop.train import resume_config
+
+            if args.data:
+                os.environ["INNERLOOP_DATA"] = args.data  # not baked into the config: the run resumes anywhere
 
             if args.resume and args.resume_or_start:
                 raise UserError("pass --resume (continue; an error without a checkpoint) or --resume-or-start, not both")

@@ -50,6 +50,10 @@ def load_factory(spec: str):
     if ":" not in spec:
         raise UserError(f"--model {spec!r}: write it as 'package.module:factory'")
     mod_name, _, attr = spec.partition(":")
+    import sys
+
+    if "" not in sys.path and os.getcwd() not in sys.path:  # `innerloop` (a console script) does not see the
+        sys.path.insert(0, os.getcwd())                     # current folder, where a user's module usually is
     try:
         module = importlib.import_module(mod_name)
     except Exception as e:  # noqa: BLE001 - ImportError, or the user's module failing as it is imported
