@@ -81,6 +81,12 @@ def test_the_saved_config_is_the_truth(tmp_path, capsys):
     assert "--set rule.lr cannot change on --resume" in one_error(capsys)
     assert main(["train", "--out", run, "--resume", "--set", "eval.steps=3", *TINY]) == 0  # eval.* may change
     assert "eval.steps = 3 (was None)" in capsys.readouterr().err
+    # a stopped run's recovery: a lower meta-learning rate reaches Adam (not the checkpoint's saved rate)
+    assert main(["train", "--out", run, "--resume", "--set", "train.iterations=8", "--set", "train.meta_lr=0.0002",
+                 *TINY]) == 0
+    assert "train.meta_lr = 0.0002 (was 0.001)" in capsys.readouterr().err
+    state = torch.load(Path(run) / "checkpoint.pt", weights_only=True)
+    assert state["iteration"] == 8 and state["optimizer"]["param_groups"][0]["lr"] == 0.0002
 
 
 def test_train_needs_a_config_unless_resuming(tmp_path, capsys):

@@ -66,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. inner.steps=1")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint, with its saved config (--set may change only "
-                        "train.iterations and eval.*); an error if --out holds no checkpoint")
+                        "train.iterations, eval.*, train.meta_lr, train.clip_grad, the divergence guards, "
+                        "train.checkpoint_every / log_every and train.checkpoint_unroll); an error if --out holds no "
+                        "checkpoint")
     t.add_argument("--resume-or-start", action="store_true",
                    help="continue the run in --out if it holds a checkpoint, else start it (e.g. in a restart loop)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")

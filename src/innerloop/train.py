@@ -59,8 +59,14 @@ def _kept(ck_path: Path) -> str:
         "no checkpoint was written yet"
 
 
-#: what ``--resume`` may change: training length and evaluation settings (neither touches the trajectory so far)
-RESUMABLE = ("train.iterations", "eval.")
+#: what ``--resume`` may change: the training length, evaluation, and what a stopped run needs to go on (the
+#: meta-learning rate, clipping and the divergence guards, bookkeeping intervals, the checkpointed unroll, which
+#: computes the same meta-gradient in less memory); the rest shaped the run so far and is fixed
+RESUMABLE = ("train.iterations", "eval.", "train.meta_lr", "train.clip_grad", "train.divergence_factor",
+             "train.max_bad_steps", "train.stall_windows", "train.checkpoint_every", "train.log_every",
+             "train.checkpoint_unroll")
+RESUMABLE_TEXT = ("train.iterations, eval.*, train.meta_lr, train.clip_grad, the divergence guards, "
+                  "train.checkpoint_every / log_every and train.checkpoint_unroll")
 
 
 def _resumable(key: str) -> bool:
@@ -108,8 +114,8 @@ def resume_config(out: str | Path, config: str | None = None, sets: list[str] | 
         validate(cfg)
         fixed = [k for k, _, _ in differences(saved, cfg) if not _resumable(k)]
         if fixed:
-            raise UserError(f"--set {', '.join(fixed)} cannot change on --resume (only train.iterations and eval.*: "
-                            "the rest shaped the run so far); start a new --out to change it")
+            raise UserError(f"--set {', '.join(fixed)} cannot change on --resume (only {RESUMABLE_TEXT}: the rest "
+                            "shaped the run so far); start a new --out to change it")
     return cfg  # train() prints each change once the run has started
 
 
@@ -167,6 +173,11 @@ def _catch_ctrl_c(world: distributed.World) -> _CtrlC:
 
     return _CtrlC(world.size == 1 and threading.current_thread() is threading.main_thread()
                   and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+
+
+def _then(ck_path: Path) -> str:
+    """How to go on after a stop: ``--resume`` from the kept checkpoint, or a fresh start when none was written."""
+    return "and --resume" if ck_path.exists() else "and start again (nothing was saved to resume)"
 
 
 def _kept_quietly(ck_path: Path) -> str:
@@ -329,7 +340,7 @@ class _Checkpoints:
                 raise ValueError("not writing a checkpoint with non-finite values")
         except ValueError as e:  # non-finite state: never on disk
             raise DivergenceError(f"{e} at iteration {state['iteration']}; {_kept(self.path)} — lower "
-                                  "train.meta_lr or rule.lr and --resume") from None
+                                  f"train.meta_lr (rule.lr: in a new --out) {_then(self.path)}") from None
 
 
 def _train(cfg: Config, out: Path, resume: bool, progress: bool,
@@ -349,7 +360,7 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
         if wrong:
             listed = "; ".join(f"{k}: {a!r} (saved) vs {b!r} (given)" for k, a, b in wrong[:6])
             raise UserError(f"the config differs from the one {out} was started with: {listed} (only "
-                            "train.iterations and eval.* may change on --resume) — resume without changes, or use a "
+                            f"{RESUMABLE_TEXT} may change on --resume) — resume without changes, or use a "
                             "new --out")
 
     tasks, meta = build(cfg)
@@ -372,6 +383,8 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
         try:
             meta.load_state_dict(state["meta"])
             opt.load_state_dict(_in_order(state["optimizer"], state.get("param_names"), names, meta))
+            for group in opt.param_groups:  # the config's rate (a resume may lower it), not the saved one
+                group["lr"] = cfg.train.meta_lr
             ckpt.set_rng_state(state["rng"])
             start, elapsed = int(state["iteration"]), float(state.get("elapsed", 0.0))
             best = float(state.get("best_window", math.inf))
@@ -468,15 +481,15 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
                         raise DivergenceError(
                             f"the meta-parameters became non-finite in the update of iteration {it + 1} (finite "
                             f"meta-loss and gradients: the step itself overflowed); {_kept(ck_path)} — lower "
-                            "train.meta_lr (or set train.clip_grad) and --resume"
+                            f"train.meta_lr (or set train.clip_grad) {_then(ck_path)}"
                         )
             except (MemoryError, RuntimeError) as e:
                 if not _allocation_failure(e):
                     raise
                 raise UserError(
                     f"out of memory in iteration {it + 1} ({cfg.train.meta_batch} tasks x {cfg.inner.steps} inner "
-                    f"steps on {cfg.train.device}); {_kept(ck_path)} — lower train.meta_batch or inner.steps (or set "
-                    "train.checkpoint_unroll) and --resume"
+                    f"steps on {cfg.train.device}); {_kept(ck_path)} — set train.checkpoint_unroll (same meta-gradient, "
+                    f"less memory) {_then(ck_path)}, or lower train.meta_batch or inner.steps in a new --out"
                 ) from None
             loss = sum(losses_all) / len(losses_all)
             if not ok:
@@ -486,7 +499,7 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
                     raise DivergenceError(
                         f"meta-training diverged: {bad} consecutive non-finite meta-losses, gradients or generated "
                         f"hyperparameters up to iteration {it + 1}; {_kept(ck_path)} — lower "
-                        "train.meta_lr or rule.lr (or set train.clip_grad) and --resume"
+                        f"train.meta_lr (rule.lr: in a new --out) (or set train.clip_grad) {_then(ck_path)}"
                     )
                 it += 1
                 continue
@@ -511,8 +524,8 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
                 if diverged(window, best, factor):
                     raise DivergenceError(
                         f"meta-training diverged: the meta-loss rose from {best:.4g} to {window:.4g} by iteration {it}; "
-                        f"{_kept(ck_path)} — lower train.meta_lr or rule.lr, or set train.clip_grad (or raise "
-                        "train.divergence_factor), and --resume"
+                        f"{_kept(ck_path)} — lower train.meta_lr (rule.lr: in a new --out), or set train.clip_grad (or raise "
+                        f"train.divergence_factor), {_then(ck_path)}"
                     )
                 best = min(best, window)
                 windows.append(window)
