@@ -31,7 +31,7 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("INNERLOOP_THREADS", "1")))
     from innerloop.train import load_run
 
-    cfg, meta, tasks, _ = load_run(args.run_dir)
+    cfg, meta, tasks = load_run(args.run_dir)
     n = args.task + 1
     batch = next(iter(tasks.eval_batches(n, cfg.eval.seed, cfg.task.eval_query, n, sources=[args.source])))
     torch.manual_seed(cfg.eval.seed)

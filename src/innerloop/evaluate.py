@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from innerloop import distributed
+from innerloop.oracles import draws_in_order
 from innerloop.build import DTYPES
 from innerloop.config import Config
 from innerloop.engine import MetaLearner
@@ -57,14 +58,6 @@ def without_values(result: dict[str, Any]) -> dict[str, Any]:
     if "by_steps" in out:
         out["by_steps"] = [{k: v for k, v in s.items() if k != "values"} for s in out["by_steps"]]
     return out
-
-
-def _draws_in_order(meta: MetaLearner) -> bool:
-    """Whether adapting a task takes random numbers in task order from one stream (a zeroth-order oracle with
-    ``oracle.noise = "stream"``): then a process cannot adapt its share of the tasks alone."""
-    from innerloop.oracles import draws_in_order
-
-    return draws_in_order(meta.oracle)
 
 
 def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = None, steps: int | None = None,
@@ -115,7 +108,7 @@ def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = N
                 extras.setdefault(k, []).append(t)
     else:
         batch = tasks.eval_set(n_tasks, cfg.eval.seed, cfg.task.eval_query, **kw)
-        if world.size > 1 and not _draws_in_order(meta):
+        if world.size > 1 and not draws_in_order(meta.oracle):
             # whole ``eval.chunk`` blocks of tasks per process, each evaluated exactly as in one process (the same
             # chunks through the same batched computation, the same per-task draws), gathered in task order
             size = cfg.eval.chunk or n_tasks
@@ -159,7 +152,7 @@ def evaluate_run(run_dir: str | Path, n_tasks: int | None = None, steps: int | N
     the fixed episodes of that dataset, at the model's input size). Only evaluation data is read."""
     from innerloop.train import load_run
 
-    cfg, meta, tasks, _ = load_run(run_dir, task)
+    cfg, meta, tasks = load_run(run_dir, task)
     return evaluate_meta(cfg, meta, tasks, n_tasks, steps, record, sources)
 
 

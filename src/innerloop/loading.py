@@ -26,7 +26,8 @@ def load(run_dir: str | Path, device: str | torch.device | None = None, dtype: s
          ) -> MetaLearner:
     """The trained meta-learner of ``run_dir`` (made by ``innerloop train`` or ``innerloop reproduce``), on
     ``device`` (default: the one it was trained on if available, else the CPU) in ``dtype`` (default: its training
-    dtype). ``meta.config`` is the run's resolved config; ``meta.run_dir`` its folder. No dataset is read
+    dtype). ``meta.config`` is the run's resolved config; ``meta.run_dir`` its folder; ``meta.spec`` the input shape
+    and ways the model was built for. No dataset is read
     (a UAP run loads its victim classifiers, which are part of its model)."""
     from innerloop.train import _load_state, _read_config
 
@@ -59,4 +60,5 @@ def load(run_dir: str | Path, device: str | torch.device | None = None, dtype: s
         raise UserError(f"checkpoint in {run} does not match its config.toml ({str(e).splitlines()[0][:100]}); "
                         "retrain") from None
     meta.run_dir = run
+    meta.spec = spec  # what the model was built for (evaluation loads its data at this input size)
     return meta

@@ -57,7 +57,7 @@ def generated_hyperparameters(run_dir: str | Path, tasks: int = 100, steps: int 
     """``{"layers": [...], "lr": [tasks, steps, layers], "wd": ... or None}`` on the first ``tasks`` test tasks."""
     from innerloop.train import load_run
 
-    cfg, meta, task_family, _ = load_run(run_dir)
+    cfg, meta, task_family = load_run(run_dir)
     steps = cfg.inner.steps if steps is None else steps
     kw = {"dtype": DTYPES[cfg.train.dtype], "device": cfg.train.device}
     infos = []

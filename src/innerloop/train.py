@@ -73,6 +73,14 @@ def _resumable(key: str) -> bool:
     return any(key == r or (r.endswith(".") and key.startswith(r)) for r in RESUMABLE)
 
 
+def _refuse_fixed(changes: list[tuple[str, Any, Any]], out: Path, fix: str) -> None:
+    """One line naming every setting (both values) that may not change on --resume, if any among ``changes``."""
+    wrong = [d for d in changes if not _resumable(d[0])]
+    if wrong:
+        listed = "; ".join(f"{k}: {a!r} (saved) vs {b!r} (given)" for k, a, b in wrong[:6])
+        raise UserError(f"the config differs from the one {out} was started with: {listed} — {fix}")
+
+
 def differences(a: Config, b: Config) -> list[tuple[str, Any, Any]]:
     """``(section.key, a's value, b's value)`` for every setting in which two configs differ."""
     from dataclasses import asdict
@@ -103,11 +111,8 @@ def resume_config(out: str | Path, config: str | None = None, sets: list[str] | 
         section, key, value = parse_override(text)
         nested.setdefault(section, {})[key] = value
     if config is not None:
-        wrong = [d for d in differences(saved, load(config, sets)) if not _resumable(d[0])]
-        if wrong:
-            listed = "; ".join(f"{k}: {a!r} (saved) vs {b!r} (given)" for k, a, b in wrong[:6])
-            raise UserError(f"the config differs from the one {out} was started with: {listed} — resume without "
-                            "CONFIG (the saved config is used), or use a new --out")
+        _refuse_fixed(differences(saved, load(config, sets)), out,
+                      "resume without CONFIG (the saved config is used), or use a new --out")
     cfg = copy.deepcopy(saved)
     if nested:
         apply(cfg, nested, where="--set")
@@ -356,12 +361,8 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
     if resume and (out / "config.toml").is_file():
         saved = _read_config(out)
         changes = differences(saved, cfg)
-        wrong = [d for d in changes if not _resumable(d[0])]
-        if wrong:
-            listed = "; ".join(f"{k}: {a!r} (saved) vs {b!r} (given)" for k, a, b in wrong[:6])
-            raise UserError(f"the config differs from the one {out} was started with: {listed} (only "
-                            f"{RESUMABLE_TEXT} may change on --resume) — resume without changes, or use a "
-                            "new --out")
+        _refuse_fixed(changes, out, f"only {RESUMABLE_TEXT} may change on --resume: resume without changes, or "
+                                    "use a new --out")
 
     tasks, meta = build(cfg)
     spec = spec_of(tasks)
@@ -571,19 +572,15 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
 
 
 def load_run(run_dir: str | Path, task: dict[str, Any] | None = None):
-    """(config, meta-learner with trained weights, evaluation tasks, checkpoint) from a run directory; only the
-    evaluation data is read (:func:`innerloop.build.build_eval_tasks`). ``task``: ``[task]`` settings to evaluate
-    under instead (e.g. ``{"eval_dataset": "mnist", "eval_split": "test", "shots": 5}``: cross-domain)."""
+    """(config, meta-learner with trained weights, evaluation tasks) from a run directory; only the evaluation data
+    is read (:func:`innerloop.build.build_eval_tasks`). ``task``: ``[task]`` settings to evaluate under instead (e.g.
+    ``{"eval_dataset": "mnist", "eval_split": "test", "shots": 5}``: cross-domain)."""
     from innerloop.build import build_eval_tasks
     from innerloop.config import apply, validate
     from innerloop.loading import load
 
-    from innerloop.build import model_spec
-
     meta = load(run_dir)
     cfg = meta.config
-    state = _load_state(Path(run_dir) / ckpt.CHECKPOINT, ("meta",))
-    spec = state.get("spec") if isinstance(state.get("spec"), dict) else model_spec(cfg)  # what it was built for
     if task:
         image_only = sorted({"eval_dataset", "eval_split", "ways"} & set(task))
         if image_only and cfg.task.family != "episodes":
@@ -591,4 +588,4 @@ def load_run(run_dir: str | Path, task: dict[str, Any] | None = None):
                             f"task.family = {cfg.task.family!r} run (--shots, --query and --tasks do apply)")
         apply(cfg, {"task": task}, where="the evaluation's task settings")
         validate(cfg)
-    return cfg, meta, build_eval_tasks(cfg, spec), state
+    return cfg, meta, build_eval_tasks(cfg, meta.spec)

@@ -101,14 +101,16 @@ def _scale(images: np.ndarray, normalize: str) -> torch.Tensor:
     """uint8 ``[N, C, H, W]`` -> float32 as training episodes hold them (:class:`~innerloop.tasks.EpisodeTasks`)."""
     import torch
 
-    x = torch.from_numpy(images).to(torch.float32).div_(255.0)
-    if normalize == "imagenet":
-        from innerloop.build import IMAGENET_MEAN, IMAGENET_STD
+    from innerloop.tasks.episodes import to_float
 
-        c = x.shape[1]
-        x = x.sub_(torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, c, 1, 1))
-        x = x.div_(torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, c, 1, 1))
-    return x
+    x = torch.from_numpy(images)
+    if normalize != "imagenet":
+        return to_float(x)
+    from innerloop.build import IMAGENET_MEAN, IMAGENET_STD
+
+    c = x.shape[1]
+    return to_float(x, torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, c, 1, 1),
+                    torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, c, 1, 1))
 
 
 def _options(name: str, image_size: Any, normalize: str, mode: str | None) -> tuple[tuple[int, int], str]:

@@ -55,6 +55,17 @@ class _Pool:
             )
 
 
+def to_float(x: Tensor, mean: Tensor | None = None, std: Tensor | None = None) -> Tensor:
+    """uint8 pixels ``[N, C, H, W]`` -> float32 ``x / 255``, then ``(x - mean) / std`` per channel when given
+    (``[1, C, 1, 1]``): what a model meta-trained on episodes sees (also :func:`innerloop.data.preprocess`)."""
+    x = x.to(torch.float32).div_(255.0)
+    if mean is not None:
+        x = x.sub_(mean)
+    if std is not None:
+        x = x.div_(std)
+    return x
+
+
 class EpisodeTasks:
     """Samples ``(xs [n, W*K, C, H, W], ys [n, W*K], xq [n, W*Q, ...], yq [n, W*Q])`` batches.
 
@@ -146,12 +157,7 @@ class EpisodeTasks:
         return xs, ys, xq, yq
 
     def _float(self, x: Tensor) -> Tensor:
-        x = x.to(torch.float32).div_(255.0)
-        if self.mean is not None:
-            x = x.sub_(self.mean)
-        if self.std is not None:
-            x = x.div_(self.std)
-        return x
+        return to_float(x, self.mean, self.std)
 
     def train_batch(self, n: int, seed: int, iteration: int, dtype=torch.float32, device="cpu") -> tuple[Tensor, ...]:
         rng = np.random.default_rng(_seed(seed, iteration))
