@@ -1,6 +1,7 @@
 """The command line: one-line errors with exit code 2, JSON evaluation output, shipped configs."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -26,9 +27,29 @@ def assert_one_line_error(proc, fragment):
     assert "Traceback" not in proc.stderr
 
 
+def test_train_prints_a_short_table_and_json_on_request(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "sinusoid/maml", "--out", str(out), "--quiet", *FAST]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("trained 4 iterations in ") and lines[0].endswith(f"-> {out}")
+    assert re.fullmatch(r"test MSE \d+\.\d{4} ± \d+\.\d{4} \(95% CI over 10 tasks, 1 step\)", lines[1]), lines[1]
+    assert main(["eval", str(out), "--tasks", "3", "--steps", "2"]) == 0
+    assert re.fullmatch(r"test MSE \S+ ± \S+ \(95% CI over 3 tasks, 2 steps\)\n", capsys.readouterr().out)
+
+
+def test_format_result_names_percent_metrics_and_singulars():
+    from innerloop.evaluate import format_result
+
+    assert format_result({"metric": "accuracy", "mean": 95.95556, "ci95": 0.3812, "tasks": 600, "steps": 1}) == \
+        "test accuracy 95.96% ± 0.38 (95% CI over 600 tasks, 1 step)"
+    text = format_result({"metric": "asr", "mean": 69.0, "ci95": 2.0, "tasks": 1, "steps": 20,
+                          "extra": {"rms": {"mean": 0.19, "ci95": 0.01}}})
+    assert text == "test attack success rate 69.00% ± 2.00 (95% CI over 1 task, 20 steps)\n  rms 0.1900 ± 0.0100"
+
+
 def test_train_then_eval_json(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "sinusoid/maml", "--out", str(out), *FAST]) == 0
+    assert main(["train", "sinusoid/maml", "--out", str(out), "--json", *FAST]) == 0
     summary = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert "values" not in summary and summary["tasks"] > 0  # a one-line summary, not hundreds of scores
     assert main(["eval", str(out), "--tasks", "7", "--steps", "3", "--json"]) == 0

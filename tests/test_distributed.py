@@ -217,7 +217,7 @@ def test_stream_noise_is_refused_in_several_processes(tmp_path):
 
 def test_torchrun_command_line_equals_one_process(tmp_path):
     """``innerloop train --nproc 2`` (torchrun --standalone underneath) against ``innerloop train``."""
-    args = ["train", "sinusoid/alfa-maml", "--quiet", "--set", "eval.tasks=10", *sum((["--set", s] for s in F64), []),
+    args = ["train", "sinusoid/alfa-maml", "--quiet", "--json", "--set", "eval.tasks=10", *sum((["--set", s] for s in F64), []),
             "--set", "train.iterations=4", "--set", "train.meta_batch=3"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = subprocess.run([sys.executable, "-m", "innerloop", *args, "--out", str(tmp_path / "one")],

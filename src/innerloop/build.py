@@ -249,7 +249,8 @@ def build_rule(cfg: Config, learner: Learner, model: nn.Module) -> nn.Module:
         return PerStepLayerLR(learner.inner, steps, r.lr)
     if r.kind == "lstm":
         return CoordinateLSTM(hidden=r.hidden, layers=r.layers, preprocess=r.preprocess, k=r.log_k, scale=r.scale,
-                              bias=r.bias, head_init_scale=r.head_init_scale)
+                              bias=r.bias, head_init_scale=r.head_init_scale, max_update=r.max_update,
+                              descent=r.descent, output=r.output)
     shapes = {n: p.shape for n, p in model.named_parameters() if n in set(learner.inner)}
     return ALFA(
         shapes, steps, lr=r.lr, weight_decay=r.weight_decay, generator_layers=r.generator_layers,

@@ -71,7 +71,10 @@ def _parser() -> argparse.ArgumentParser:
                         "checkpoint")
     t.add_argument("--resume-or-start", action="store_true",
                    help="continue the run in --out if it holds a checkpoint, else start it (e.g. in a restart loop)")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--quiet", action="store_true", help="no progress lines")
+    t.add_argument("--json", action="store_true",
+                   help="print the training summary and the test result as two JSON lines (for scripts) instead of "
+                        "a short table")
     t.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
     t.add_argument("--data", default=None, help="folder holding the datasets, e.g. omniglot/ (default: $INNERLOOP_DATA)")
     t.add_argument("--nproc", type=int, default=None, metavar="N",
@@ -84,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", type=int, default=None, help="inner steps at test time (default: eval.steps or inner.steps)")
     e.add_argument("--sources", default=None,
                    help="comma-separated test sources of a mixture run, e.g. mnist,cifar10 (default: task.eval_sources)")
-    e.add_argument("--json", action="store_true", help="print one JSON object (with the per-task scores, \"values\")")
+    e.add_argument("--json", action="store_true",
+                   help="print one JSON object (with the per-task scores, \"values\"; no progress lines)")
+    e.add_argument("--quiet", action="store_true", help="no progress lines")
     e.add_argument("--dataset", default=None,
                    help="evaluate on this dataset's fixed episodes instead (cross-domain), e.g. mnist or cub; its "
                         "images are loaded at the model's input size (default: the run's own test episodes)")
@@ -263,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stderr.write(note + "\n")
         elif args.command == "train":
             from innerloop import config
-            from innerloop.evaluate import evaluate_run, without_values
+            from innerloop.evaluate import evaluate_run, format_result, format_training, without_values
             from innerloop.train import train
 
             from innerloop import distributed
@@ -291,17 +296,19 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 summary = train(cfg, args.out, resume=resume, progress=not args.quiet)
                 if world.main:
-                    print(json.dumps({"run": args.out, **summary}), flush=True)
+                    print(json.dumps({"run": args.out, **summary}) if args.json else
+                          format_training(args.out, summary), flush=True)
                 if not args.no_eval:
-                    result = evaluate_run(args.out)  # sharded over the job's processes, gathered on every one
-                    if world.main:
-                        print(json.dumps(without_values(result)))  # per-task scores: innerloop eval RUN --json
+                    # sharded over the job's processes, gathered on every one
+                    result = evaluate_run(args.out, progress=not (args.quiet or args.json))
+                    if world.main:  # per-task scores: innerloop eval RUN --json
+                        print(json.dumps(without_values(result)) if args.json else format_result(result), flush=True)
                 distributed.barrier(world)  # nobody leaves the group while another process still works in it
             finally:
                 distributed.leave()
         elif args.command == "eval":
             from innerloop import distributed
-            from innerloop.evaluate import evaluate_run
+            from innerloop.evaluate import evaluate_run, format_result
 
             if args.nproc is not None and not distributed.launched():
                 return _launch(args.nproc, argv if argv is not None else sys.argv[1:])
@@ -315,15 +322,15 @@ def main(argv: list[str] | None = None) -> int:
                 os.environ["INNERLOOP_DATA"] = args.data
             task = eval_task_settings(args.dataset, args.split, args.ways, args.shots, args.query)
             try:
-                result = evaluate_run(args.run_dir, args.tasks, args.steps, sources=sources, task=task or None)
+                result = evaluate_run(args.run_dir, args.tasks, args.steps, sources=sources, task=task or None,
+                                      progress=not (args.quiet or args.json))
                 distributed.barrier(world)
             finally:
                 distributed.leave()
             if world.main and args.json:
                 print(json.dumps(result))
             elif world.main:
-                print(f"{result['metric']}: {result['mean']:.4f} +- {result['ci95']:.4f} "
-                      f"(95% CI, {result['tasks']} tasks, {result['steps']} steps)")
+                print(format_result(result))
         elif args.command == "finetune":
             from innerloop.finetune_cli import run_finetune
 

@@ -107,6 +107,9 @@ class RuleConfig:
     scale: float = 0.1
     bias: bool = True
     head_init_scale: float = 1.0
+    max_update: float = 0.0
+    descent: bool = False
+    output: str = "additive"
 
 
 @dataclass
@@ -159,6 +162,7 @@ class TrainConfig:
     stall_windows: int = 5
     eval_every: int = 0
     truncation: int = 0
+    horizon: int = 0
     compile: bool = False
     workers: int = 1
 
@@ -258,9 +262,15 @@ KEY_DOCS: dict[str, str] = {
     "rule.layers": "lstm: stacked LSTM layers (>= 1)",
     "rule.preprocess": "lstm: gradient input: log_sign (L2L's LogAndSign) or none (the raw gradient)",
     "rule.log_k": "lstm: LogAndSign's k",
-    "rule.scale": "lstm: the update is scale * the LSTM head's output",
+    "rule.scale": "lstm: the update is scale * the LSTM head's output (rule.output = rate: the largest rate)",
     "rule.bias": "lstm: biases in the LSTM and its head (an untrained one then moves every coordinate)",
     "rule.head_init_scale": "lstm: the head's initial weights are multiplied by this",
+    "rule.max_update": "lstm: rho > 0 caps each tensor's update softly at rho * its gradient's norm, so the rule "
+                       "stops where the gradient vanishes (0: unbounded, the papers' form)",
+    "rule.output": "lstm: additive (the update is scale * head output, the papers' form) or rate (a per-coordinate "
+                   "learning rate scale * sigmoid(head output) times the gradient)",
+    "rule.descent": "lstm: drop the uphill component of each tensor's update along its gradient, so every step "
+                    "descends to first order (false: the papers' form)",
     # [oracle]
     "oracle.kind": "autograd (exact gradients) or zo (zeroth order: estimated from loss values only)",
     "oracle.q": "zo: random directions per estimate (>= 1)",
@@ -295,6 +305,9 @@ KEY_DOCS: dict[str, str] = {
     "train.stall_windows": "stop when this many logged meta-losses in a row agree to 1e-4 relative (0 = off)",
     "train.eval_every": "0 = off; N = evaluate on the fixed test tasks every N iterations (metrics.jsonl)",
     "train.truncation": "0 = off; N = truncated backprop every N inner steps (one meta-update per segment)",
+    "train.horizon": "0 = every meta-iteration unrolls inner.steps; H > inner.steps = each unrolls a number of steps "
+                     "drawn uniformly from inner.steps..H (the rule's state carried across train.truncation "
+                     "segments), so a rule is trained past the horizon it is used for",
     "train.compile": "torch.compile the batched (vmap) meta-loss: ~2-3x on small MLPs, ~40 s to compile once",
     "train.workers": "loop executor: tasks in this many threads, one intra-op thread each (0 = one per CPU core)",
     # [eval]
@@ -326,6 +339,7 @@ CHOICES = {
     "init.scheme": ("xavier", "model", "torch", "kaiming", "normal"),
     "rule.kind": ("sgd", "lslr", "alfa", "lstm"),
     "rule.preprocess": ("log_sign", "none"),
+    "rule.output": ("additive", "rate"),
     "rule.generator_layers": (3, 2),
     "rule.inputs": ("both", "weights", "gradients"),
     "rule.alpha": ("adaptive", "fixed", "off"),
@@ -539,6 +553,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError("oracle.q must be >= 1 and oracle.mu > 0")
     if tr.truncation < 0:
         raise ConfigError("train.truncation must be >= 0")
+    if tr.horizon and tr.horizon < cfg.inner.steps:
+        raise ConfigError(f"train.horizon = {tr.horizon} must be 0 (off) or >= inner.steps = {cfg.inner.steps}")
+    if tr.horizon and tr.checkpoint_unroll:
+        raise ConfigError("train.horizon draws the unroll length per meta-iteration: set train.checkpoint_unroll = 0 "
+                          "(use train.truncation to bound memory)")
     if t.family in ("incongruous", "uap"):
         known = ("mnist", "cifar10")
         for name in [*t.sources, *t.eval_sources]:

@@ -11,6 +11,7 @@ import torch
 
 from innerloop import distributed
 from innerloop.oracles import draws_in_order
+from innerloop.progress import Progress
 from innerloop.build import DTYPES
 from innerloop.config import Config
 from innerloop.engine import MetaLearner
@@ -61,7 +62,8 @@ def without_values(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = None, steps: int | None = None,
-                  record: list[int] | None = None, sources: list[str] | None = None) -> dict[str, Any]:
+                  record: list[int] | None = None, sources: list[str] | None = None,
+                  progress: bool = False) -> dict[str, Any]:
     """Adapt on ``shots`` support points of each fixed test task, score on ``eval_query`` points.
 
     With ``record`` (a list of step counts), one unroll to ``max(record)`` steps is scored after each
@@ -69,7 +71,7 @@ def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = N
     (``values``: the per-task scores, in task order, for paired comparisons of two methods). For task
     mixtures, ``sources`` picks the evaluation sources (``n_tasks`` fixed tasks each). Extra metrics of
     the base learner (e.g. a perturbation's norm) are reported as ``"extra": {name: {"mean", "ci95"}}``
-    after the last step (and per step in ``by_steps``).
+    after the last step (and per step in ``by_steps``). ``progress``: a progress line on stderr (tasks scored).
     """
     n_tasks = cfg.eval.tasks if n_tasks is None else n_tasks
     steps = (cfg.eval.steps if cfg.eval.steps is not None else cfg.inner.steps) if steps is None else steps
@@ -91,6 +93,7 @@ def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = N
         kw["sources"] = sources
     extras: dict[str, list[torch.Tensor]] = {}
     world = distributed.current()
+    bar = Progress(n_tasks, enabled=progress and world.main, label="eval", unit="tasks")
     if hasattr(tasks, "eval_batches"):
         # image episodes: materialise ``chunk`` episodes at a time; chunk i draws its randomness from seed + i, so
         # chunk i can be evaluated by process i mod W of a job and the chunks gathered back in order (each process
@@ -101,6 +104,7 @@ def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = N
                 continue
             v, info = meta.evaluate(b, chunk=cfg.eval.chunk, record=marks, seed=cfg.eval.seed + i)
             mine.append((i, v, {k[len("metric/"):]: t for k, t in info.items() if k.startswith("metric/")}))
+            bar.update(min(n_tasks, (i + 1) * cfg.eval.chunk), text=f"{max(marks)} steps")
         parts = sorted((p for block in distributed.gather_objects(world, mine) for p in block), key=lambda p: p[0])
         values = torch.cat([v for _, v, _ in parts])
         for _, _, ex in parts:
@@ -121,9 +125,18 @@ def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = N
             values = torch.cat([v for v, _ in parts if v is not None])
             extras = {k: [ex[k] for v, ex in parts if v is not None] for k in next(ex for v, ex in parts
                                                                                   if v is not None)}
-        else:  # one process, or random draws that depend on every earlier task (oracle.noise = "stream"): not sharded
+        elif draws_in_order(meta.oracle):  # random draws that depend on every earlier task (noise = "stream")
             values, info = meta.evaluate(batch, chunk=cfg.eval.chunk, record=marks, seed=cfg.eval.seed)
             extras = {k[len("metric/"):]: [t] for k, t in info.items() if k.startswith("metric/")}
+        else:  # one process: ``eval.chunk`` tasks at a time (each exactly as in the whole batch), for the progress line
+            size, parts = cfg.eval.chunk or n_tasks, []
+            for lo in range(0, n_tasks, size):
+                parts.append(meta.evaluate(batch, chunk=cfg.eval.chunk, record=marks, seed=cfg.eval.seed,
+                                           shard=(lo, min(lo + size, n_tasks))))
+                bar.update(min(lo + size, n_tasks), text=f"{max(marks)} steps")
+            values = torch.cat([v for v, _ in parts])
+            extras = {k[len("metric/"):]: [i[k] for _, i in parts] for k in parts[0][1] if k.startswith("metric/")}
+    bar.close()
     extra = {k: torch.cat(v) for k, v in extras.items()}  # [tasks, marks]
     n_tasks = values.shape[0]
     by_steps = []
@@ -146,14 +159,14 @@ def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = N
 
 def evaluate_run(run_dir: str | Path, n_tasks: int | None = None, steps: int | None = None,
                  record: list[int] | None = None, sources: list[str] | None = None,
-                 task: dict[str, Any] | None = None) -> dict[str, Any]:
+                 task: dict[str, Any] | None = None, progress: bool = False) -> dict[str, Any]:
     """Score a run directory on its fixed test tasks (see :func:`evaluate_meta`); ``task``: ``[task]`` settings to
     evaluate under instead, e.g. ``{"eval_dataset": "mnist", "eval_split": "test", "shots": 5}`` (cross-domain:
     the fixed episodes of that dataset, at the model's input size). Only evaluation data is read."""
     from innerloop.train import load_run
 
     cfg, meta, tasks = load_run(run_dir, task)
-    return evaluate_meta(cfg, meta, tasks, n_tasks, steps, record, sources)
+    return evaluate_meta(cfg, meta, tasks, n_tasks, steps, record, sources, progress)
 
 
 def eval_task_settings(dataset: str | None = None, split: str | None = None, ways: int | None = None,
@@ -173,3 +186,30 @@ def eval_task_settings(dataset: str | None = None, split: str | None = None, way
     if query is not None:
         out["eval_query"] = query
     return out
+
+
+#: how each metric is named and printed (accuracies and attack success rates are stored in percent)
+METRIC_TEXT = {"accuracy": ("accuracy", "%"), "mse": ("MSE", ""), "asr": ("attack success rate", "%")}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """An evaluation as one line for people, e.g. ``test accuracy 95.96% ± 0.38 (95% CI over 600 tasks, 1 step)``;
+    extra metrics (e.g. a perturbation's distortion) follow on their own lines."""
+    name, unit = METRIC_TEXT.get(result["metric"], (result["metric"], ""))
+    digits = 2 if unit == "%" else 4
+    lines = [f"test {name} {result['mean']:.{digits}f}{unit} ± {result['ci95']:.{digits}f} (95% CI over "
+             f"{_plural(result['tasks'], 'task')}, {_plural(result['steps'], 'step')})"]
+    for k, v in (result.get("extra") or {}).items():
+        lines.append(f"  {k} {v['mean']:.4f} ± {v['ci95']:.4f}")
+    return "\n".join(lines)
+
+
+def format_training(run: str | Path, summary: dict[str, Any]) -> str:
+    """``innerloop train``'s end-of-training line, e.g. ``trained 300 iterations in 2.5 min -> runs/a``."""
+    secs = float(summary.get("elapsed_s", 0.0))
+    took = f"{secs:.0f} s" if secs < 90 else f"{secs / 60:.1f} min" if secs < 5400 else f"{secs / 3600:.1f} h"
+    return f"trained {_plural(int(summary['iterations']), 'iteration')} in {took} -> {run}"

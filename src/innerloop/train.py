@@ -53,6 +53,15 @@ def stalled(windows: list[float], n: int, tol: float = 1e-4) -> bool:
     return max(last) - min(last) <= tol * max(abs(sum(last) / n), 1e-8)
 
 
+def unroll_length(cfg: Config, iteration: int) -> int:
+    """Inner steps unrolled in meta-iteration ``iteration``: ``inner.steps``, or with ``train.horizon = H`` a number
+    drawn uniformly from ``inner.steps .. H`` by the iteration's own seed (so a resumed run draws the same)."""
+    lo, hi = cfg.inner.steps, cfg.train.horizon
+    if not hi or hi <= lo:
+        return lo
+    return lo + _seed(cfg.train.seed, iteration, 0x4071) % (hi - lo + 1)
+
+
 def _kept(ck_path: Path) -> str:
     """Which checkpoint survives a stopped run, for its error message."""
     return f"the checkpoint of iteration {ckpt.load(ck_path)['iteration']} is kept" if ck_path.exists() else \
@@ -455,10 +464,11 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
                 batch = tasks.train_batch(cfg.train.meta_batch, cfg.train.seed, it, dtype=dtype, device=device)
                 torch.manual_seed(_seed(cfg.train.seed, it, 0x5EED))  # per-task inits, ZO directions
                 carry, ok, losses_all = None, True, []
-                for a, b in meta.spans():
+                horizon = unroll_length(cfg, it)
+                for a, b in meta.spans(horizon):
                     opt.zero_grad(set_to_none=True)
                     losses, aux, carry = meta.meta_backward_span(batch, it // cfg.train.epoch_length, a, b, carry,
-                                                                 shard)
+                                                                 shard, horizon)
                     everywhere = True
                     if shard is not None:  # one all-reduce: mean meta-gradient, all losses, finite on every rank
                         mine = _finite(losses, *[p.grad for p in params if p.grad is not None], *aux.values())

@@ -36,12 +36,17 @@ def lstm(**kw):
     return r
 
 
-def mlp_meta(order, objective="lft", executor="loop", preprocess="log_sign", oracle=None):
+def mlp_meta(order, objective="lft", executor="loop", preprocess="log_sign", oracle=None, **rule):
     torch.manual_seed(0)
     model = MLP(1, [6], 1, activation="tanh").double()
     obj = TrajectoryLoss("uniform", "query" if objective == "lft" else "union")
-    return MetaLearner(Learner(model, "mse"), RandomInit(model).double(), lstm(preprocess=preprocess),
+    return MetaLearner(Learner(model, "mse"), RandomInit(model).double(), lstm(preprocess=preprocess, **rule),
                        oracle or AutogradOracle(order), obj, steps=3, executor=executor)
+
+
+#: the stabilised output forms of issue 23 (each checked like the papers' additive form)
+STABLE = {"rate": {"output": "rate", "scale": 0.5}, "bounded": {"max_update": 0.3},
+          "descent": {"descent": True}, "bounded_descent": {"max_update": 0.3, "descent": True}}
 
 
 def keyed(meta) -> bool:
@@ -218,3 +223,96 @@ def test_any_shape_same_meta_parameters():
         assert {k: v.shape for k, v in new.items()} == {k: torch.Size(s) for k, s in shapes.items()}
         assert state["h"].shape == (2, sum(torch.Size(s).numel() for s in shapes.values()), 20)
     assert sum(p.numel() for p in rule.parameters()) == n_meta
+
+
+@pytest.mark.parametrize("form", sorted(STABLE))
+def test_stable_forms_meta_gradient_matches_finite_differences(sine_batch, form):
+    """Second order (the exact derivative); first order, which drops d(grad)/d(meta), is the hand unroll below."""
+    meta = mlp_meta("second", "lft", **STABLE[form])
+    g = grads(meta, sine_batch)
+    assert any(float(t.abs().max()) > 0 for t in g)
+    for an, fd in directional_checks(list(meta.parameters()), lambda: loss_at(meta, sine_batch), g, directions=2, seed=3):
+        assert an == pytest.approx(fd, rel=1e-5, abs=1e-8)
+
+
+@pytest.mark.parametrize("form", sorted(STABLE))
+def test_stable_forms_match_a_hand_written_unroll(sine_batch, form):
+    """First order, the stabilised update written out by hand (not through the rule's own helpers)."""
+    def detached(meta, theta, xs, ys, g):
+        g = torch.autograd.grad(F.mse_loss(meta.learner.forward(theta, xs), ys), list(theta.values()))
+        return {k: t.detach() for k, t in zip(theta, g)}
+
+    meta = mlp_meta("first", "lft", **STABLE[form])
+    meta_hand = mlp_meta("first", "lft", **STABLE[form])
+    rule = meta_hand.rule
+
+    def by_hand(theta, grads, state, j):
+        flat_g = torch.cat([grads[k].reshape(-1) for k in theta])
+        x = log_and_sign(flat_g, rule.k)
+        hs, cs = [], []
+        for layer in range(rule.layers):
+            gates = x @ rule.ih[layer].weight.T + rule.ih[layer].bias + state["h"][layer] @ rule.hh[layer].weight.T
+            i, f, gg, o = gates.chunk(4, dim=-1)
+            c = torch.sigmoid(f) * state["c"][layer] + torch.sigmoid(i) * torch.tanh(gg)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            hs.append(h)
+            cs.append(c)
+            x = h
+        out = (x @ rule.head.weight.T + rule.head.bias).squeeze(-1)
+        new, off = {}, 0
+        for k, p in theta.items():
+            n = p.numel()
+            g, o = flat_g[off:off + n], out[off:off + n]
+            d = -rule.scale * torch.sigmoid(o) * g if rule.output == "rate" else rule.scale * o
+            if rule.descent:
+                dot = (d * g).sum()
+                d = d - (dot if dot > 0 else 0.0) / (g * g).sum() * g
+            if rule.max_update:
+                cap = rule.max_update * g.norm()
+                d = d / torch.sqrt(1 + (d.norm() / cap) ** 2)
+            new[k] = p + d.view_as(p)
+            off += n
+        return new, {"h": torch.stack(hs), "c": torch.stack(cs)}, {}
+
+    meta_hand.rule.forward = by_hand  # the unroll below calls the instance's forward
+    a = grads(meta, sine_batch)
+    b = hand_unroll(meta_hand, sine_batch, detached)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("form", sorted(STABLE))
+def test_stable_forms_vmap_and_loop_agree(sine_batch, form):
+    a = grads(mlp_meta("second", executor="loop", **STABLE[form]), sine_batch)
+    b = grads(mlp_meta("second", executor="vmap", **STABLE[form]), sine_batch)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-12)
+
+
+def test_stable_forms_keep_their_promises():
+    """rate and descent never step uphill; bounded never exceeds rho * ||g||; none moves without a gradient."""
+    torch.manual_seed(3)
+    params = {"w": torch.randn(5, 4, dtype=torch.float64), "b": torch.randn(4, dtype=torch.float64)}
+    grads = {"w": torch.randn(5, 4, dtype=torch.float64), "b": torch.randn(4, dtype=torch.float64)}
+    zero = {k: torch.zeros_like(v) for k, v in grads.items()}
+    for form, kw in STABLE.items():
+        rule = lstm(**kw).requires_grad_(False)
+        state = rule.init_state(params)
+        new, _, _ = rule(params, grads, state, 0)
+        for k in params:
+            d = new[k] - params[k]
+            if kw.get("descent") or kw.get("output") == "rate":
+                assert float((d * grads[k]).sum()) <= 1e-12, (form, k)
+            if kw.get("max_update"):
+                assert float(d.norm()) < kw["max_update"] * float(grads[k].norm()), (form, k)
+        if kw.get("max_update") or kw.get("output") == "rate":
+            still, _, _ = rule(params, zero, state, 0)
+            for k in params:
+                torch.testing.assert_close(still[k], params[k], rtol=0, atol=0)
+
+
+def test_unknown_output_form_is_a_config_error():
+    with pytest.raises(ConfigError, match="rule.output"):
+        CoordinateLSTM(output="multiplicative")
+    with pytest.raises(ConfigError, match="rule.max_update"):
+        CoordinateLSTM(max_update=-1.0)

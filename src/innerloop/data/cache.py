@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -185,7 +186,19 @@ def load_or_build(
     ds = load(directory, mmap=mmap)
     if ds is not None:
         return ds
-    ds = build()
+    t0, say = time.perf_counter(), sys.stderr.isatty()  # on a terminal; a log keeps only results and errors
+    if say:
+        sys.stderr.write(f"preparing {dataset} {split} from {len(sources)} source file(s), once: it is cached in "
+                         f"{directory.parent} ...")
+        sys.stderr.flush()
+    try:
+        ds = build()
+    except BaseException:
+        if say:
+            sys.stderr.write("\n")  # the error goes on its own line
+        raise
+    if say:
+        sys.stderr.write(f" {len(ds.labels)} images in {time.perf_counter() - t0:.0f} s\n")
     info = {"dataset": dataset, "split": split, "options": dict(options), "origin": origin,
             "sources_fingerprint": fp, "sources": len(sources)}
     try:

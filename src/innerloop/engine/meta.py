@@ -198,10 +198,12 @@ class MetaLearner(nn.Module):
         return ({k: v for k, v in per_task.items() if k in names},
                 {k: v for k, v in per_task.items() if k not in names})
 
-    def spans(self) -> list[tuple[int, int]]:
-        """Step ranges backpropagated separately (one optimiser update each under truncation)."""
-        t = self.truncation or self.steps
-        return [(a, min(a + t, self.steps)) for a in range(0, self.steps, t)]
+    def spans(self, steps: int | None = None) -> list[tuple[int, int]]:
+        """Step ranges of an unroll of ``steps`` (default ``self.steps``) backpropagated separately (one optimiser
+        update each under truncation)."""
+        steps = self.steps if steps is None else steps
+        t = self.truncation or steps
+        return [(a, min(a + t, steps)) for a in range(0, steps, t)]
 
     def _trainable(self) -> list[Tensor]:
         return [p for p in self.parameters() if p.requires_grad]
@@ -217,7 +219,7 @@ class MetaLearner(nn.Module):
         return losses, aux
 
     def meta_backward_span(self, batch, epoch: int, start: int, stop: int, carry: dict | None,
-                           shard: tuple[int, int] | None = None):
+                           shard: tuple[int, int] | None = None, steps: int | None = None):
         """Backpropagate the meta-loss of steps ``start .. stop-1`` from ``carry`` (the detached
         inner state per family at ``start``; None at step 0). Returns losses, aux, next carry.
 
@@ -227,10 +229,13 @@ class MetaLearner(nn.Module):
         (:mod:`innerloop.distributed`). Per-task initialisations are drawn for the whole batch and sliced, so
         every shard sees exactly the random numbers the single process gives its tasks. Losses, aux and carry
         cover the shard's tasks only. A keyed random oracle's numbers follow each task's index in the whole batch
-        (:mod:`innerloop.oracles.keyed`), with one salt per batch drawn at step 0 and carried across spans."""
+        (:mod:`innerloop.oracles.keyed`), with one salt per batch drawn at step 0 and carried across spans.
+        ``steps``: the whole unroll's length this meta-iteration (default ``self.steps``; ``train.horizon`` draws
+        it), which sets the objective's step weights."""
         groups = self.groups(batch)
         total = sum(self._count(t) for t in groups.values())
-        weights = self.objective.step_weights(self.steps, epoch)[start:stop]
+        steps = self.steps if steps is None else steps
+        weights = self.objective.step_weights(steps, epoch)[start:stop]
         all_losses, all_aux, new_carry = [], [], {}
         salt = self._salt() if start == 0 else (carry or {}).get("salt")
         new_carry["salt"] = salt
@@ -249,7 +254,7 @@ class MetaLearner(nn.Module):
                 if start == 0:
                     self._start(family, n)  # the draws the single process makes for these tasks
                 continue
-            if self.checkpoint and (start, stop) == (0, self.steps):
+            if self.checkpoint and (start, stop) == (0, self.steps) and steps == self.steps:
                 losses, aux, fin = self._checkpointed(family, tasks, n, total, keep, salt, index)
             else:
                 losses, aux, fin = self._plain(family, tasks, n, total, weights, start, carry and carry.get(family),

@@ -15,10 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from innerloop.errors import UserError
+from innerloop.evaluate import paired_difference
 from innerloop.reproduce.runner import writes_report, Row, default_device, finished_results, run_info, run_rows, select_rows
 
-STEPS = [1, 5, 10, 20, 50, 100]
+STEPS = [1, 5, 10, 20, 50, 100, 200]
 METHODS = {"LFT": "sinusoid/lft", "L2O": "sinusoid/l2o", "MAML": "sinusoid/maml-lft"}
+#: issue 23: the fine-tuners trained to stay stable past their horizon, beside the papers' form. Chosen on validation
+#: tasks (eval.seed 7, 200 tasks, 300 iterations; results/lft-horizon/screen.jsonl), never on the test tasks:
+#: the update of each tensor kept downhill and softly capped at 0.1 x its gradient's norm, and every meta-iteration
+#: unrolling 20..100 steps (drawn) in truncated 20-step segments that carry the LSTM state.
+STABLE = ["rule.max_update=0.1", "rule.descent=true", "train.horizon=100", "train.truncation=20"]
+SUFFIX = " (stable)"
 ORACLES = {"fo": ['oracle.kind="autograd"'], "zo": ['oracle.kind="zo"', "oracle.q=20", "oracle.mu=0.005"]}
 BUDGETS = {
     "smoke": {"iterations": 10, "meta_batch": 4, "eval_tasks": 40},
@@ -43,6 +50,15 @@ def rows_for(budget: str, device: str) -> list[Row]:
                 # SGD on a q = 20 estimate in d = 1761 dimensions: the estimate's norm is ~sqrt(d/q) ~ 9x the
                 # gradient's, and rate 0.01 diverges within 50 steps; scale the rate down by that factor
                 rows[-1].overrides.append("rule.lr=0.001")
+        for method in ("LFT", "L2O"):
+            plain = next(r for r in rows if r.id == f"{method.lower()}-{oracle}")
+            rows.append(Row(
+                id=f"{method.lower()}-stable-{oracle}", method=method + SUFFIX, setting=dict(plain.setting),
+                config=plain.config, overrides=[*plain.overrides, *STABLE], paper=None, record=[0, *STEPS],
+            ))
+    for r in rows:
+        if not r.method.endswith(SUFFIX):  # the papers'-form rows were run with the stream of random directions
+            r.overrides.append('oracle.noise="stream"')  # that preceded keyed ones: their checkpoints resume as is
     return rows
 
 
@@ -87,10 +103,13 @@ def figure(results: list[dict[str, Any]]):
             x = [s["steps"] for s in pts]
             m = [s["mean"] for s in pts]
             sd = [s["std"] for s in pts]
-            style = method_style(r["method"])
-            ax.plot(x, m, "-", ms=6, lw=2, label=r["method"], **style)
-            ax.fill_between(x, [max(a - b, bottom / 10) for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)],
-                            color=style["color"], alpha=0.12, lw=0)
+            style = method_style(r["method"].removesuffix(SUFFIX))
+            papers_form = r["method"] in ("LFT", "L2O") and any(o["method"].endswith(SUFFIX) for o in results)
+            ax.plot(x, m, "--" if papers_form else "-", ms=6, lw=1.4 if papers_form else 2.2, label=r["method"],
+                    markerfacecolor="white" if papers_form else style["color"], **style)
+            if not papers_form:
+                ax.fill_between(x, [max(a - b, bottom / 10) for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)],
+                                color=style["color"], alpha=0.12, lw=0)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_ylim(bottom, top)
@@ -101,7 +120,8 @@ def figure(results: list[dict[str, Any]]):
         ax.set_title(titles.get(oracle, oracle.upper()))
         ax.tick_params(labelsize=LEGEND_FONTSIZE + 1)
         ax.grid(True, which="major", alpha=0.3)
-    figure_legend(fig, axes, title="method (band: ± 1 std across tasks)", title_fontsize=LEGEND_FONTSIZE)
+    figure_legend(fig, axes, title="method (band: ± 1 std across tasks; dashed: the papers' unbounded LSTM)",
+                  title_fontsize=LEGEND_FONTSIZE)
     fig.suptitle(f"LFT Figure 4: sinusoid regression (MLP 1-40-40-1, 10 shots), test MSE after fine-tuning\n"
                  f"mean over {results[0]['tasks']} test tasks", fontsize=LEGEND_FONTSIZE + 3)
     return fig
@@ -122,10 +142,18 @@ def write_markdown(out: Path, results: list[dict[str, Any]], budget: str, info: 
         f"Protocol: MLP 1-40-40-1; tasks A in [0.1, 5], phase in [0, pi], x in [-5, 5]; 10 support and 10 "
         f"validation points. Meta-training: {b['iterations']} iterations x {b['meta_batch']} tasks, unroll T = 20, "
         "Adam 1e-3, meta-gradient entries clipped to [-1, 1]. LFT/L2O: 2x20 coordinate-wise LSTM, LogAndSign "
-        "(k = 5), output scale 0.1, fresh random init per task (PyTorch default), second derivatives kept (FO); "
+        "(k = 5), output scale 0.1, fresh random init per task (PyTorch default), LSTM input detached (L2L's "
+        "second_derivatives = False); "
         "LFT objective = sum of validation losses over the 20 steps, L2O = sum of training losses on both splits. "
         "MAML: learned init, 20 SGD steps at 0.01 (ZO: 0.001, see lft_sinusoid.py). ZO: q = 20 Gaussian directions, mu = 0.005, q + 1 loss queries "
         f"per step. Test: {b['eval_tasks']} fixed tasks, the same for every method.",
+        "",
+        "*(stable)* rows (issue 23): the same LSTM, objective and budget, with each tensor's update kept downhill "
+        "and softly capped at 0.1 x its gradient's norm (`rule.descent = true`, `rule.max_update = 0.1`), and every "
+        "meta-iteration unrolling a number of steps drawn from 20..100 in truncated 20-step segments that carry the "
+        "LSTM state (`train.horizon = 100`, `train.truncation = 20`): "
+        f"`{' '.join('--set ' + o for o in STABLE)}`. Chosen on validation tasks (seed 7, 200 tasks, 300 "
+        "iterations: `python benchmarks/lft_horizon.py`, `results/lft-horizon/`), not on these test tasks.",
         "",
         "![MSE against fine-tuning steps](figure4.png)",
         "",
@@ -140,7 +168,57 @@ def write_markdown(out: Path, results: list[dict[str, Any]], budget: str, info: 
             lines.append(f"| {oracle.upper()} | {r['method']} | " +
                          " | ".join(f"{by[s]['mean']:.3f} ± {by[s]['ci95']:.3f}" for s in STEPS) + " |")
     lines += ["", "Paper: no numbers survive for this figure; its ordering is LFT < L2O and MAML, ZO-LFT ~ FO-LFT.", ""]
+    lines += comparisons(results)
     (out / "results.md").write_text("\n".join(lines))
+
+
+#: the paired differences the issue-23 table reports: (a, b), each on both oracles
+PAIRS = [("LFT" + SUFFIX, "L2O" + SUFFIX), ("LFT", "L2O"), ("LFT" + SUFFIX, "LFT"), ("L2O" + SUFFIX, "L2O"),
+         ("LFT" + SUFFIX, "MAML")]
+PAIR_STEPS = [20, 100, 200]
+
+
+def comparisons(results: list[dict[str, Any]]) -> list[str]:
+    """Markdown: stability past the 20-step training horizon, paired differences on the same test tasks, and
+    zeroth- against first-order LFT (the issue-23 checks), from the rows' per-task scores."""
+    at = {(r["method"], r["setting"]["oracle"]): {s["steps"]: s for s in r["by_steps"]} for r in results}
+    lines = ["## Past the training horizon", "",
+             "Mean test MSE after 100 and 200 fine-tuning steps against after 20 (the meta-training unroll of the "
+             "papers' form); *stable* when neither is higher.", "",
+             "| oracle | method | 20 steps | 100 steps | 200 steps | stable past 20 |", "|---|---|---|---|---|---|"]
+    for (method, oracle), by in at.items():
+        if not all(k in by for k in (20, 100, 200)):
+            continue
+        ok = by[100]["mean"] <= by[20]["mean"] and by[200]["mean"] <= by[20]["mean"]
+        lines.append(f"| {oracle.upper()} | {method} | {by[20]['mean']:.3f} | {by[100]['mean']:.3f} | "
+                     f"{by[200]['mean']:.3f} | {'yes' if ok else 'no'} |")
+    lines += ["", "## Paired differences", "",
+              "a − b in test MSE over the same test tasks: mean ± 95% CI of the per-task differences (negative: a is "
+              "better; a CI that excludes 0 orders the two).", "",
+              "| oracle | a − b | " + " | ".join(f"{s} steps" for s in PAIR_STEPS) + " |",
+              "|---|---|" + "---|" * len(PAIR_STEPS)]
+    for oracle in ("fo", "zo"):
+        for a, b in PAIRS:
+            ba, bb = at.get((a, oracle)), at.get((b, oracle))
+            if ba is None or bb is None:
+                continue
+            cells = []
+            for s in PAIR_STEPS:
+                if s in ba and s in bb and "values" in ba[s] and "values" in bb[s]:
+                    d = paired_difference(ba[s]["values"], bb[s]["values"])
+                    mark = "" if abs(d["mean"]) <= d["ci95"] else " *"
+                    cells.append(f"{d['mean']:+.3f} ± {d['ci95']:.3f}{mark}")
+                else:
+                    cells.append("—")
+            lines.append(f"| {oracle.upper()} | {a} − {b} | " + " | ".join(cells) + " |")
+    lines += ["", "\\* the CI excludes 0.", "", "## Zeroth- against first-order LFT", "",
+              "| method | FO MSE, 20 steps | ZO MSE, 20 steps | ZO / FO | loss queries per ZO step |", "|---|---|---|---|---|"]
+    for method in ("LFT", "LFT" + SUFFIX):
+        fo, zo = at.get((method, "fo")), at.get((method, "zo"))
+        if fo and zo and 20 in fo and 20 in zo:
+            lines.append(f"| {method} | {fo[20]['mean']:.3f} | {zo[20]['mean']:.3f} | "
+                         f"{zo[20]['mean'] / fo[20]['mean']:.2f} | 21 (q = 20 directions + 1) |")
+    return lines + [""]
 
 
 def reproduce(budget: str, out: str, jobs: int = 1, device: str | None = None, only: str | None = None) -> dict[str, Any]:
@@ -149,7 +227,8 @@ def reproduce(budget: str, out: str, jobs: int = 1, device: str | None = None, o
     device = default_device(device)
     all_rows = rows_for(budget, device)
     t0 = time.perf_counter()
-    run_rows(select_rows(all_rows, only, "lft-fo, l2o-zo, maml-fo"), out, jobs)
+    chosen = select_rows(all_rows, only, "lft-fo, l2o-zo, maml-fo, lft-stable-zo")
+    run_rows(sorted(chosen, key=lambda r: not r.method.endswith(SUFFIX)), out, jobs)  # the longest rows first
     done = finished_results(out)
     results = [done[r.id] for r in all_rows if r.id in done]
     info = run_info(device, results, t0)

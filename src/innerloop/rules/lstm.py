@@ -6,7 +6,28 @@ meta-parameters step parameter dicts of any shape and size — an MLP in one tas
 
     x_i          = preprocess(g_i)                       (LogAndSign, or the raw gradient)
     h_i, c_i     = LSTM(x_i, (h_i, c_i))                 (per coordinate i, shared weights)
-    theta_i     <- theta_i + scale * head(h_i)           (additive update)
+    u_i          = scale * head(h_i)
+    theta_i     <- theta_i + u_i                         (additive update; max_update = 0, the papers' form)
+
+With ``max_update = rho > 0`` each tensor's update is tied to its gradient's scale by a soft norm bound:
+
+    delta_t      = u_t / sqrt(1 + (||u_t|| / (rho * ||g_t||))^2)      so ||delta_t|| < min(||u_t||, rho * ||g_t||)
+
+which leaves small updates as they are, caps a tensor's step at that of SGD with rate ``rho``, and makes
+every point where the (estimated) gradient vanishes a fixed point of the rule, so an LSTM run past the
+horizon it was trained for cannot drift away from a minimum it has reached. With ``descent = True`` each
+tensor's update also loses its component along the gradient when that points uphill,
+
+    delta_t     <- delta_t - max(0, <delta_t, g_t>) / ||g_t||^2 * g_t          (<delta_t, g_t> <= 0)
+
+so every step is a first-order descent direction (for the oracle's gradient) [DESIGN: issue 23].
+
+``output = "rate"`` makes the head a per-coordinate learning rate instead of a step,
+
+    theta_i     <- theta_i - scale * sigmoid(head(h_i)) * g_i                   (rates in (0, scale))
+
+a learned diagonal preconditioner: no coordinate moves without a gradient, none moves uphill, and no rate
+exceeds ``scale``, so the rule is SGD-stable wherever SGD at rate ``scale`` is [DESIGN: issue 23].
 
 Defaults follow ``deepmind/learning-to-learn`` (2 layers x 20 units, LogAndSign with k = 5) with
 output scale 0.1 (the L2L paper's value; the code uses 0.01) [INFERRED for LFT]. The ZO-L2L variant
@@ -26,6 +47,7 @@ from innerloop.params import Params
 from innerloop.rules.base import Info, State, UpdateRule
 
 PREPROCESS = ("log_sign", "none")
+OUTPUTS = ("additive", "rate")
 
 
 def log_and_sign(g: Tensor, k: float = 5.0) -> Tensor:
@@ -52,13 +74,21 @@ class CoordinateLSTM(UpdateRule):
         scale: float = 0.1,
         bias: bool = True,
         head_init_scale: float = 1.0,
+        max_update: float = 0.0,
+        descent: bool = False,
+        output: str = "additive",
     ):
         super().__init__()
         if preprocess not in PREPROCESS:
             raise ConfigError(f"rule.preprocess = {preprocess!r} is not one of {list(PREPROCESS)}")
         if hidden < 1 or layers < 1:
             raise ConfigError("rule.hidden and rule.layers must be >= 1")
+        if output not in OUTPUTS:
+            raise ConfigError(f"rule.output = {output!r} is not one of {list(OUTPUTS)}")
+        if max_update < 0:
+            raise ConfigError(f"rule.max_update = {max_update} must be >= 0 (0: unbounded additive updates)")
         self.hidden, self.layers, self.preprocess, self.k, self.scale = hidden, layers, preprocess, k, scale
+        self.max_update, self.descent, self.output = max_update, descent, output
         d_in = 2 if preprocess == "log_sign" else 1
         self.ih = nn.ModuleList(nn.Linear(d_in if i == 0 else hidden, 4 * hidden, bias=bias) for i in range(layers))
         self.hh = nn.ModuleList(nn.Linear(hidden, 4 * hidden, bias=False) for _ in range(layers))
@@ -89,10 +119,32 @@ class CoordinateLSTM(UpdateRule):
             hs.append(h)
             cs.append(c)
             x = h
-        delta = self.head(x).squeeze(-1) * self.scale
-        new, offset = {}, 0
+        out = self.head(x).squeeze(-1)
+        delta = out * self.scale if self.output == "additive" else -self.scale * torch.sigmoid(out) * g
+        new, offset, steps = {}, 0, []
         for k, p in params.items():
             n = p.numel()
-            new[k] = p + delta[offset : offset + n].view_as(p)
+            d = delta[offset : offset + n]
+            g_k = grads[k].reshape(-1)
+            if self.descent:
+                d = downhill(d, g_k)
+            if self.max_update > 0:
+                d = bounded(d, g_k, self.max_update)
+            steps.append(d)
+            new[k] = p + d.view_as(p)
             offset += n
-        return new, {"h": torch.stack(hs), "c": torch.stack(cs)}, {"update_rms": delta.pow(2).mean().sqrt()}
+        rms = torch.cat(steps).pow(2).mean().sqrt()
+        return new, {"h": torch.stack(hs), "c": torch.stack(cs)}, {"update_rms": rms}
+
+
+def downhill(u: Tensor, g: Tensor) -> Tensor:
+    """``u - max(0, <u, g>) / ||g||^2 * g``: ``u`` without its uphill component along ``g``."""
+    tiny = torch.finfo(u.dtype).tiny
+    return u - torch.relu((u * g).sum()) / (g.pow(2).sum() + tiny) * g
+
+
+def bounded(u: Tensor, g: Tensor, rho: float) -> Tensor:
+    """``u / sqrt(1 + (||u|| / (rho ||g||))^2)``: ``u`` softly capped at norm ``rho * ||g||`` (0 where g = 0)."""
+    tiny = torch.finfo(u.dtype).tiny
+    ratio = u.pow(2).sum() / (rho**2 * g.pow(2).sum() + tiny)
+    return u * torch.rsqrt(1 + ratio)
