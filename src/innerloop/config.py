@@ -305,9 +305,8 @@ KEY_DOCS: dict[str, str] = {
     "train.stall_windows": "stop when this many logged meta-losses in a row agree to 1e-4 relative (0 = off)",
     "train.eval_every": "0 = off; N = evaluate on the fixed test tasks every N iterations (metrics.jsonl)",
     "train.truncation": "0 = off; N = truncated backprop every N inner steps (one meta-update per segment)",
-    "train.horizon": "0 = every meta-iteration unrolls inner.steps; H > inner.steps = each unrolls a number of steps "
-                     "drawn uniformly from inner.steps..H (the rule's state carried across train.truncation "
-                     "segments), so a rule is trained past the horizon it is used for",
+    "train.horizon": "0 = unroll inner.steps; H > inner.steps = each meta-iteration unrolls a length drawn from "
+                     "inner.steps..H (rule state carried across train.truncation segments)",
     "train.compile": "torch.compile the batched (vmap) meta-loss: ~2-3x on small MLPs, ~40 s to compile once",
     "train.workers": "loop executor: tasks in this many threads, one intra-op thread each (0 = one per CPU core)",
     # [eval]
@@ -613,7 +612,7 @@ def resolve_path(name: str) -> Path:
         return shipped
     if stem and (CONFIG_DIR / stem).is_dir():
         inside = [n for n in list_shipped() if n.startswith(stem.rstrip("/") + "/")]
-        listed = f"one of {either(inside)}" if len(inside) <= 6 else f"one of its {len(inside)}"
+        listed = f"one of {either(inside)}" if len(inside) <= 8 else f"one of its {len(inside)}, e.g. {either(inside[:3])}"
         raise ConfigError(f"{name!r} is a folder of shipped configs: name {listed} ('innerloop configs' lists all)")
     if p.is_dir():
         raise ConfigError(f"{name} is a folder, not a config file: give a TOML file or a shipped config name "
