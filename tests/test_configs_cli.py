@@ -157,7 +157,7 @@ def test_configs_name_marks_the_keys_its_family_ignores():
     out = configs_cli.show("omniglot/maml")
     ways = next(line for line in out.splitlines() if line.startswith("ways = "))
     amplitude = next(line for line in out.splitlines() if line.startswith("amplitude = "))
-    assert "unused here" not in ways and "(unused here: sinusoid only)" in amplitude
+    assert "unused here" not in ways and "(unused here: sinusoid, incongruous only)" in amplitude
 
 
 def test_configs_name_with_set_and_through_the_cli(capsys):

@@ -99,12 +99,36 @@ def _correct_only(cfg: Config, source: str, split: str, data):
     return ImageDataset(data.images[idx], data.labels[idx], data.class_names, data.name)
 
 
-def _source_tasks(cfg: Config, source: str) -> EpisodeTasks:
-    """LFT tasks from one source: D_tr from its training split, D_val from its test split (same classes)."""
+def _classes(data, keep: list[int]):
+    """The images of ``data`` whose class is in ``keep``, relabelled ``0 .. len(keep)-1`` in that order."""
+    from innerloop.data.base import ImageDataset
+
+    order = np.asarray(keep, dtype=np.int64)
+    idx = np.flatnonzero(np.isin(data.labels, order))
+    relabel = np.full(int(data.labels.max()) + 1, -1, dtype=np.int64)
+    relabel[order] = np.arange(len(order))
+    return ImageDataset(data.images[idx], relabel[data.labels[idx]], [data.class_names[c] for c in order], data.name)
+
+
+def _source_tasks(cfg: Config, source: str, held_out: bool = False) -> EpisodeTasks | SinusoidTasks:
+    """LFT tasks from one source: D_tr from its training split, D_val from its test split (same classes). A
+    ``sinusoid`` source draws ``shots x ways`` support and ``query x ways`` query points per task from the
+    ``task.amplitude`` / ``frequency`` / ``phase`` / ``x_range`` ranges; an ``omniglot`` source draws N-way
+    K-shot episodes of its training alphabets and tests on its test alphabets. With ``task.holdout_classes``,
+    mnist and cifar10 train on the other classes and (``held_out``) test on those only."""
     t = cfg.task
+    if source == "sinusoid":
+        return SinusoidTasks(shots=t.shots * t.ways, query=t.query * t.ways, amplitude=tuple(t.amplitude),
+                             frequency=tuple(t.frequency), phase=tuple(t.phase), x_range=tuple(t.x_range))
+    if source == "omniglot":
+        return EpisodeTasks(_load(cfg, source, "", "train"), t.ways, t.shots, t.query, _load(cfg, source, "", "test"),
+                            t.eval_query)
     train, test = _load(cfg, source, "", "train"), _load(cfg, source, "", "test")
     if t.family == "uap":  # only images the victim classifies correctly; labels stay the victim's
         train, test = _correct_only(cfg, source, "train", train), _correct_only(cfg, source, "test", test)
+    elif t.holdout_classes:
+        keep = t.holdout_classes if held_out else [c for c in range(train.num_classes) if c not in t.holdout_classes]
+        train, test = _classes(train, keep), _classes(test, keep)
     return EpisodeTasks(train, t.ways, t.shots, t.query, None, t.eval_query, query_data=test,
                         relabel=t.family != "uap")
 
@@ -113,7 +137,10 @@ def build_tasks(cfg: Config) -> SinusoidTasks | EpisodeTasks | TaskMixture:
     t = cfg.task
     if t.family in ("incongruous", "uap"):
         names = list(dict.fromkeys([*t.sources, *t.eval_sources]))
-        return TaskMixture({n: _source_tasks(cfg, n) for n in names}, t.sources, t.eval_sources or t.sources)
+        held = {n: _source_tasks(cfg, n, held_out=True) for n in names
+                if t.holdout_classes and n in ("mnist", "cifar10")}
+        return TaskMixture({n: _source_tasks(cfg, n) for n in names}, t.sources, t.eval_sources or t.sources,
+                           eval_tasks=held, eval_query={"sinusoid": t.eval_query * t.ways})
     if t.family == "episodes":
         train = _load(cfg, t.dataset, t.root, t.train_split)
         if t.eval_dataset:
@@ -153,6 +180,8 @@ def model_spec(cfg: Config) -> dict:
     t = cfg.task
 
     def image(dataset: str) -> dict | None:
+        if dataset == "sinusoid" and t.family == "incongruous":
+            return {}
         if dataset not in CHANNELS:
             return None
         size = t.image_size if t.image_size and t.family == "episodes" else \
@@ -205,10 +234,10 @@ def build_eval_tasks(cfg: Config, spec: dict | None = None) -> SinusoidTasks | E
 
 
 def build_source_learner(cfg: Config, source: str, spec: dict) -> tuple[nn.Module, Learner]:
-    """Incongruous families: an MLP for MNIST and a CNN for CIFAR-10 (classification, spec 11), or a
-    perturbation of the source's victim (UAP, spec 12)."""
+    """Incongruous families: an MLP for MNIST (and Omniglot) and a CNN for CIFAR-10 (classification, spec 11), the
+    1-40-40-1 ReLU MLP for sinusoid regression, or a perturbation of the source's victim (UAP, spec 12)."""
     m, t = cfg.model, cfg.task
-    c, h, _ = spec["image_shape"]
+    c, h, _ = spec.get("image_shape") or (1, 1, 1)
     if t.family == "uap":
         model = Perturbation(load_source_victim(cfg, source), (c, h, h))
         lam, d = t.uap_lambda, c * h * h
@@ -216,7 +245,10 @@ def build_source_learner(cfg: Config, source: str, spec: dict) -> tuple[nn.Modul
                           extra_metrics={"l2": lambda p: p["delta"].norm(),
                                          "rms": lambda p: p["delta"].norm() / d ** 0.5}, kappa=t.uap_kappa)
         return model, learner
-    if source == "mnist":
+    if source == "sinusoid":  # MAML's regression network, whatever model.hidden says for the image sources
+        model = MLP(1, [40, 40], 1, "relu")
+        return model, Learner(model, "mse")
+    if source in ("mnist", "omniglot"):
         model = MLP(c * h * h, m.hidden, t.ways, m.activation)
     else:
         model = Conv4(c, t.ways, m.filters, h, m.activation, m.norm)
@@ -256,7 +288,7 @@ def build_rule(cfg: Config, learner: Learner, model: nn.Module) -> nn.Module:
         shapes, steps, lr=r.lr, weight_decay=r.weight_decay, generator_layers=r.generator_layers,
         inputs=r.inputs, alpha=r.alpha, beta=r.beta, alpha_granularity=r.alpha_granularity,
         beta_granularity=r.beta_granularity, per_param_decay=r.per_param_decay,
-        detach_grad_input=r.detach_grad_input,
+        detach_grad_input=r.detach_grad_input, form=r.form, bound=r.bound, schedule=r.schedule,
     )
 
 

@@ -119,7 +119,10 @@ def _parser() -> argparse.ArgumentParser:
                         "process)")
 
     f = sub.add_parser("finetune", help="fine-tune your model on your examples with a trained update rule")
-    f.add_argument("run_dir", help="run directory of a trained fine-tuner (e.g. innerloop train sinusoid/lft)")
+    f.add_argument("run_dir", nargs="?", default=None,
+                   help="run directory of a fine-tuner you trained (e.g. innerloop train sinusoid/lft-stable); or --tuner")
+    f.add_argument("--tuner", default=None, metavar="NAME",
+                   help="a fine-tuner shipped with innerloop instead of a run directory: default")
     f.add_argument("--model", required=True, help="'package.module:factory' returning your nn.Module")
     f.add_argument("--weights", default=None,
                    help="state_dict to load into the model first (torch.save file; default: the factory's weights)")

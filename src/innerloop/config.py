@@ -52,6 +52,7 @@ class TaskConfig:
     normalize: str = "none"
     sources: list[str] = field(default_factory=lambda: ["mnist"])
     eval_sources: list[str] = field(default_factory=list)
+    holdout_classes: list[int] = field(default_factory=list)
     victims: str = ""
     uap_lambda: float = 0.05
     uap_kappa: float = 0.0
@@ -100,6 +101,9 @@ class RuleConfig:
     beta_granularity: str = "step_layer"
     per_param_decay: bool = False
     detach_grad_input: bool = True
+    form: str = "paper"
+    bound: float = 2.0
+    schedule: str = "per_step"
     hidden: int = 20
     layers: int = 2
     preprocess: str = "log_sign"
@@ -200,8 +204,8 @@ class Config:
 #: key reference); a test checks that it covers every dataclass field and nothing else.
 KEY_DOCS: dict[str, str] = {
     # [task]
-    "task.family": "the tasks: sinusoid regression, N-way K-shot image episodes, incongruous (LFT: several image "
-                   "sources, each its own architecture) or uap (LFT: universal adversarial perturbations)",
+    "task.family": "the tasks: sinusoid regression, N-way K-shot image episodes, incongruous (LFT: several "
+                   "sources, image or sinusoid, each its own model) or uap (LFT: universal adversarial perturbations)",
     "task.shots": "support examples per task: points per sinusoid, images per class for image tasks (>= 1)",
     "task.query": "query examples per task during meta-training (per class for image tasks; >= 1)",
     "task.eval_query": "query examples per evaluation task (per class for image tasks; >= 1)",
@@ -216,8 +220,11 @@ KEY_DOCS: dict[str, str] = {
     "task.image_size": "image side in pixels; 0 = the dataset's default (Omniglot 28, miniImageNet 84, ...)",
     "task.rotations": "Omniglot: its 90/180/270-degree rotations are extra classes",
     "task.normalize": "input normalisation: none, or imagenet (ALFA's miniImageNet mean and std)",
-    "task.sources": "meta-training sources (mnist, cifar10), each with its own base learner or perturbation",
+    "task.sources": "meta-training sources (mnist, cifar10; incongruous also omniglot, sinusoid), each with its own "
+                    "base learner or perturbation",
     "task.eval_sources": "evaluation sources; [] = task.sources",
+    "task.holdout_classes": "mnist/cifar10 sources: these class ids never appear in meta-training and are the only "
+                            "classes of the test tasks (held-out problems); [] = every class in both",
     "task.victims": "folder holding <source>/victim.pt (innerloop victim train); \"\" = $INNERLOOP_VICTIMS, "
                     "else ./victims",
     "task.uap_lambda": "weight of ||delta||_2^2 in the task loss (>= 0; spec 12: 0.01-0.1, inferred)",
@@ -258,6 +265,11 @@ KEY_DOCS: dict[str, str] = {
     "rule.beta_granularity": "alfa: one beta per step and layer, per step or per layer",
     "rule.per_param_decay": "alfa: a learned per-parameter weight decay (ALFA + random init); beta0 then starts at 1",
     "rule.detach_grad_input": "alfa: the generator's gradient input is a constant (no second-order path through it)",
+    "rule.form": "alfa: paper (the authors' raw generator outputs) or robust (starts as LSLR; bounded multipliers, "
+                 "rates and decay positive in log space, decay <= 1)",
+    "rule.bound": "alfa robust: the generated multipliers stay within [1/bound, bound] (> 1)",
+    "rule.schedule": "alfa: per_step (post-multipliers per step; past the trained steps the last is reused) or state "
+                     "(one per layer; defined for any number of steps)",
     "rule.hidden": "lstm: hidden units per layer (>= 1)",
     "rule.layers": "lstm: stacked LSTM layers (>= 1)",
     "rule.preprocess": "lstm: gradient input: log_sign (L2L's LogAndSign) or none (the raw gradient)",
@@ -316,6 +328,9 @@ KEY_DOCS: dict[str, str] = {
     "eval.chunk": "test tasks evaluated at once: memory against speed (>= 1)",
 }
 
+#: what ``task.sources`` may name for ``task.family = "incongruous"`` (each with its own base learner)
+MIXTURE_SOURCES = ("mnist", "cifar10", "omniglot", "sinusoid")
+
 #: ``task.*`` keys that only some task families use: setting one to a non-default value for another family is an
 #: error (:func:`check_family`).
 APPLIES_TO: dict[str, tuple[str, ...]] = {
@@ -323,8 +338,9 @@ APPLIES_TO: dict[str, tuple[str, ...]] = {
                                             "eval_root", "image_size", "rotations", "normalize")},
     "task.ways": ("episodes", "incongruous", "uap"),
     **{f"task.{k}": ("incongruous", "uap") for k in ("sources", "eval_sources")},
+    "task.holdout_classes": ("incongruous",),
     **{f"task.{k}": ("uap",) for k in ("victims", "uap_lambda", "uap_kappa")},
-    **{f"task.{k}": ("sinusoid",) for k in ("amplitude", "frequency", "phase", "x_range")},
+    **{f"task.{k}": ("sinusoid", "incongruous") for k in ("amplitude", "frequency", "phase", "x_range")},
 }
 
 #: The values a key may take (checked by :func:`validate`; listed by ``innerloop configs``).
@@ -340,6 +356,8 @@ CHOICES = {
     "rule.preprocess": ("log_sign", "none"),
     "rule.output": ("additive", "rate"),
     "rule.generator_layers": (3, 2),
+    "rule.form": ("paper", "robust"),
+    "rule.schedule": ("per_step", "state"),
     "rule.inputs": ("both", "weights", "gradients"),
     "rule.alpha": ("adaptive", "fixed", "off"),
     "rule.beta": ("adaptive", "fixed", "off"),
@@ -558,10 +576,20 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.horizon draws the unroll length per meta-iteration: set train.checkpoint_unroll = 0 "
                           "(use train.truncation to bound memory)")
     if t.family in ("incongruous", "uap"):
-        known = ("mnist", "cifar10")
+        known = ("mnist", "cifar10") if t.family == "uap" else MIXTURE_SOURCES
         for name in [*t.sources, *t.eval_sources]:
             if name not in known:
                 raise ConfigError(f"task source {name!r} is not one of {list(known)}")
+        if t.holdout_classes:
+            bad = [c for c in t.holdout_classes if not 0 <= c <= 9]
+            if bad or len(set(t.holdout_classes)) != len(t.holdout_classes):
+                raise ConfigError(f"task.holdout_classes = {t.holdout_classes}: distinct class ids in 0..9 (MNIST digits, "
+                                  "CIFAR-10 classes)")
+            if not {"mnist", "cifar10"} & set([*t.sources, *t.eval_sources]):
+                raise ConfigError("task.holdout_classes applies to the mnist and cifar10 sources, and there is neither")
+            if len(t.holdout_classes) < t.ways or 10 - len(t.holdout_classes) < t.ways:
+                raise ConfigError(f"task.holdout_classes = {t.holdout_classes} leaves {10 - len(t.holdout_classes)} "
+                                  f"training and {len(t.holdout_classes)} test classes: each needs task.ways = {t.ways}")
         if not t.sources:
             raise ConfigError("task.sources is empty: name at least one source, e.g. [\"mnist\"]")
         if len(set(t.sources) | set(t.eval_sources)) > 1 and cfg.init.kind != "random":

@@ -47,10 +47,19 @@ def first_line(e: BaseException, limit: int = 160) -> str:
 
 
 def load_fine_tuner(run_dir: str | Path) -> UpdateRule:
-    """The trained update rule of a run directory (its meta-learned init is not used)."""
+    """The trained update rule of a run directory (its meta-learned init is not used), or of a fine-tuner shipped
+    with the package by name (``"default"``: :mod:`innerloop.pretrained`)."""
+    from innerloop import pretrained
     from innerloop.loading import load
 
-    rule = load(run_dir).rule  # no data is read
+    name = str(run_dir)
+    if not Path(name).exists() and "/" not in name and "\\" not in name:
+        return frozen(pretrained.load_shipped(name))
+    return frozen(load(run_dir).rule)  # no data is read
+
+
+def frozen(rule: UpdateRule) -> UpdateRule:
+    """``rule`` in eval mode with its meta-parameters out of autograd (fine-tuning does not train them)."""
     rule.eval()
     for p in rule.parameters():
         p.requires_grad_(False)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from innerloop.checkpoint import atomic_write
 from innerloop.errors import DivergenceError, UserError
-from innerloop.finetune import MAX_STEPS, check_finite, finetune, first_line, load_fine_tuner, shape_str
+from innerloop.finetune import MAX_STEPS, check_finite, finetune, first_line, frozen, load_fine_tuner, shape_str
 
 STATE_DICT_HINT = "save it with torch.save(model.state_dict(), path)"
 
@@ -158,8 +158,15 @@ def prepare_data(x, y, loss: str, model: nn.Module, path: str) -> tuple[Tensor, 
 
 def run_finetune(args) -> dict:
     steps = check_steps_flag(args.steps)
+    if (args.run_dir is None) == (args.tuner is None):
+        raise UserError("name the fine-tuner: a run directory you trained, or --tuner default (shipped), not both")
     out = check_out(args.out)
-    rule = load_fine_tuner(args.run_dir)
+    if args.tuner is not None:
+        from innerloop.pretrained import load_shipped
+
+        rule = frozen(load_shipped(args.tuner))
+    else:
+        rule = load_fine_tuner(args.run_dir)
     model = build_model(args.model)
     if args.weights:
         load_weights(model, args.weights)

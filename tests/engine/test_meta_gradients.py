@@ -22,8 +22,10 @@ def make_rule(kind, model, learner, steps, detach=True):
             for p in r.parameters():
                 p.uniform_(0.05, 0.3)
         return r
-    if kind == "alfa":
-        r = ALFA(shapes, steps, lr=0.1, weight_decay=0.5, detach_grad_input=detach)
+    if kind in ("alfa", "alfa-robust", "alfa-robust-state"):
+        r = ALFA(shapes, steps, lr=0.1, weight_decay=0.5, detach_grad_input=detach,
+                 form="paper" if kind == "alfa" else "robust",
+                 schedule="state" if kind == "alfa-robust-state" else "per_step")
     else:  # alfa-random: fixed init, per-parameter decay
         r = ALFA(shapes, steps, lr=0.1, weight_decay=0.5, per_param_decay=True, detach_grad_input=detach)
     with torch.no_grad():  # move away from the symmetric init so every term matters
@@ -73,10 +75,17 @@ def hand_unroll(kind, meta, batch, order):
             else:
                 tau = torch.cat([torch.stack([theta[n].mean() for n in names]), torch.stack([(g[n].detach() if rule.detach_grad_input else g[n]).mean() for n in names])])
                 out = rule.generator(tau)
+                robust = kind.startswith("alfa-robust")
+                if robust:  # multipliers B ** tanh(g), decay clipped to [0, 1]
+                    out = rule.bound ** torch.tanh(out)
+                at = (lambda p, l: p[l]) if kind == "alfa-robust-state" else (lambda p, l: p[l, j])
+                a0, b0 = (rule.log_alpha0.exp(), rule.log_beta0.exp()) if robust else (rule.alpha0, rule.beta0)
                 N = len(names)
                 for l, n in enumerate(names):
-                    lr = out[l] * rule.alpha0[l, j]
-                    dec = out[N + l] * rule.beta0[l, j]
+                    lr = out[l] * at(a0, l)
+                    dec = out[N + l] * at(b0, l)
+                    if robust:
+                        dec = torch.clamp(dec, 0.0, 1.0)
                     if kind == "alfa-random":
                         dec = dec * rule.beta_pp[n.replace(".", "__")]
                     new[n] = (1 - dec) * theta[n] - lr * g[n]
@@ -88,7 +97,7 @@ def hand_unroll(kind, meta, batch, order):
     return [g if g is not None else torch.zeros_like(p) for g, p in zip(gs, params)]
 
 
-KINDS = ["maml", "lslr", "alfa", "alfa-random"]
+KINDS = ["maml", "lslr", "alfa", "alfa-robust", "alfa-robust-state", "alfa-random"]
 
 
 @pytest.mark.parametrize("kind", KINDS)

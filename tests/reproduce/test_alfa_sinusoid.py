@@ -10,11 +10,18 @@ def test_rows_cover_the_table():
     rows = rows_for("paper", "cpu")
     main = [r for r in rows if r.extra["table"] == "main"]
     assert {(r.method, r.setting["network"], r.setting["shots"]) for r in main} == {
-        (m, n, k) for m in ("MAML", "ALFA+MAML", "ALFA+Random") for n in ("2x40", "3x80") for k in (5, 10, 20)
+        (m, n, k) for m in ("MAML", "ALFA+MAML", "ALFA+Random", "robust ALFA+MAML") for n in ("2x40", "3x80")
+        for k in (5, 10, 20)
     }
-    assert all(r.paper == PAPER[(r.method, r.setting["network"])][r.setting["shots"]] for r in main if r.method != "ALFA+Random")
-    assert len([r for r in rows if r.extra["table"] == "5step"]) == 12
+    assert all(r.paper == PAPER[(r.method, r.setting["network"])][r.setting["shots"]] for r in main
+               if r.method in ("MAML", "ALFA+MAML"))
+    assert all(r.paper is None for r in main if r.method not in ("MAML", "ALFA+MAML"))
+    assert len([r for r in rows if r.extra["table"] == "5step"]) == 18
     assert len({r.id for r in rows}) == len(rows)
+    robust = [r for r in rows if r.method == "robust ALFA+MAML"]
+    assert {r.id for r in robust} >= {"5step-alfa-maml-robust-2x40-k5", "main-alfa-maml-robust-3x80-k20"}
+    # the robust rows change the form only: no per-row clipping, the shared plain protocol
+    assert all('rule.form="robust"' in r.overrides and not any("clip_grad" in o for o in r.overrides) for r in robust)
 
 
 def test_smoke_rows_write_results_and_are_not_rerun(tmp_path, capsys):

@@ -17,9 +17,16 @@ def test_rows_cover_the_table_for_every_budget():
         rows = rows_for(budget, "cpu")
         assert {(r.method, f"{r.setting['ways']}w{r.setting['shots']}s") for r in rows} == {
             (m, s) for m in METHODS for s in SETTINGS}
-        assert len({r.id for r in rows}) == len(rows) == 12
+        assert len({r.id for r in rows}) == len(rows) == 15
         assert all(r.paper == PAPER.get((r.method, f"{r.setting['ways']}w{r.setting['shots']}s")) for r in rows)
     assert sum(r.paper is not None for r in rows_for("cpu", "cpu")) == 3  # MAML 98.7 / 99.9 / 95.8
+
+
+def test_robust_alfa_rows_carry_their_form_and_schedule():
+    (row,) = [r for r in rows_for("cpu", "cpu") if r.id == "5w1s-alfa-maml-robust"]
+    assert row.config == "omniglot/alfa-maml" and row.method == "robust ALFA+MAML"
+    assert 'rule.form="robust"' in row.overrides and 'rule.schedule="state"' in row.overrides
+    assert "5w1s-alfa-maml" in {r.id for r in rows_for("cpu", "cpu")}  # the paper form keeps its id
 
 
 def test_alfa_rows_test_with_their_trained_steps():

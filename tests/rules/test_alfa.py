@@ -1,5 +1,7 @@
 """ALFA's update equations, initial values, and the ablation options of Tables 5-7."""
 
+import math
+
 import pytest
 import torch
 
@@ -118,3 +120,54 @@ def test_bad_options_raise_config_errors():
         ALFA(SHAPES, steps=1, inputs="loss")
     with pytest.raises(ConfigError, match="generator_layers"):
         ALFA(SHAPES, steps=1, generator_layers=4)
+
+
+def test_robust_form_starts_as_the_learned_rate_baseline():
+    """rule.form = robust: zero last generator layer, so step 0 is exactly LSLR with decay beta0."""
+    r = ALFA(SHAPES, steps=3, form="robust")
+    lslr = PerStepLayerLR(list(SHAPES), 3, 0.01)
+    p, d = params_grads()
+    for j in range(3):
+        new, _, info = r(p, d, {}, j)
+        ref, _, _ = lslr(p, d, {}, j)
+        torch.testing.assert_close(info["lr"], torch.full((3,), 0.01))
+        torch.testing.assert_close(info["wd"], torch.full((3,), 5e-6))
+        for k in SHAPES:
+            torch.testing.assert_close(new[k], ref[k] - 5e-6 * p[k])
+
+
+@pytest.mark.parametrize("bound", [10.0, 2.0])
+def test_robust_form_bounds_rates_and_keeps_decay_in_unit_interval(bound):
+    r = ALFA(SHAPES, steps=2, form="robust", bound=bound)
+    with torch.no_grad():
+        last = r.generator[-1]
+        last.bias.copy_(torch.tensor([1e3, -1e3, 0.0, 1e3, -1e3, 0.0]))
+        r.log_beta0.fill_(math.log(0.5))
+    _, _, info = r(*params_grads(), {}, 0)
+    torch.testing.assert_close(info["lr"], torch.tensor([0.01 * bound, 0.01 / bound, 0.01]))
+    torch.testing.assert_close(info["wd"], torch.tensor([min(0.5 * bound, 1.0), 0.5 / bound, 0.5]))  # at most 1
+    with torch.no_grad():
+        r.log_beta0.fill_(-50.0)  # any meta-learned value: decay stays positive
+    assert torch.all(r(*params_grads(), {}, 0)[2]["wd"] > 0)
+
+
+def test_robust_form_options_are_checked():
+    with pytest.raises(ConfigError, match="rule.form"):
+        ALFA(SHAPES, steps=1, form="sturdy")
+    with pytest.raises(ConfigError, match="rule.bound"):
+        ALFA(SHAPES, steps=1, form="robust", bound=1.0)
+    with pytest.raises(ConfigError, match="rule.beta = 'off'"):
+        ALFA(SHAPES, steps=1, form="robust", weight_decay=0.0)
+
+
+def test_state_schedule_has_one_post_multiplier_per_layer_and_any_step_count():
+    r = ALFA(SHAPES, steps=2, form="robust", schedule="state")
+    assert r.log_alpha0.shape == (3,) and r.log_beta0.shape == (3,) and r.steps is None
+    with torch.no_grad():
+        r.log_alpha0.copy_(torch.tensor([0.1, 0.2, 0.3]).log())
+    p, d = params_grads()
+    for step in (0, 1, 7):  # past the 2 steps it was built with: same post-multipliers, no clamping to step 1
+        torch.testing.assert_close(r(p, d, {}, step)[2]["lr"], torch.tensor([0.1, 0.2, 0.3]))
+    assert ALFA(SHAPES, steps=2, schedule="state", alpha_granularity="step").alpha0.shape == (1,)
+    with pytest.raises(ConfigError, match="rule.schedule"):
+        ALFA(SHAPES, steps=1, schedule="forever")

@@ -133,3 +133,77 @@ def test_zeroth_order_evaluation_only_queries_the_victim(tmp_path, monkeypatch, 
     # the wrapper does catch a backward: meta-training backpropagates the validation loss through the victim
     with pytest.raises(AssertionError, match="black-box victim"):
         meta.meta_backward(tasks.train_batch(2, 0, 0))
+
+
+def test_holdout_classes_never_train_and_are_the_only_test_classes(tmp_path, monkeypatch):
+    """``task.holdout_classes``: training episodes of mnist/cifar10 come from the other classes, test episodes only
+    from the held-out ones (a fine-tuner is scored on problems it never saw)."""
+    from innerloop import build as B
+
+    def fake_load(cfg, dataset, root, split):  # 10 classes whose pixels say their class id
+        labels = np.repeat(np.arange(10), 25)
+        images = np.broadcast_to(labels[:, None, None, None], (250, 1, 4, 4)).astype(np.uint8).copy()
+        return ImageDataset(images, labels, [str(c) for c in range(10)], dataset)
+
+    monkeypatch.setattr(B, "_load", fake_load)
+    cfg = config.load("lft/classification", ['task.sources=["mnist"]', "task.holdout_classes=[7, 8, 9]"])
+    tasks = B.build_tasks(cfg)
+    seen = set()
+    for it in range(30):
+        xs, _, xq, _ = tasks.train_batch(4, 0, it)["mnist"]
+        seen |= set((torch.cat([xs.flatten(0, 1), xq.flatten(0, 1)]).flatten(1)[:, 0] * 255).round().long().tolist())
+    assert seen == set(range(7))  # every training class, no held-out one
+    test = set()
+    for b in tasks.eval_batches(40, 1, chunk=20):
+        xs, _, xq, _ = b["mnist"]
+        test |= set((torch.cat([xs.flatten(0, 1), xq.flatten(0, 1)]).flatten(1)[:, 0] * 255).round().long().tolist())
+    assert test == {7, 8, 9}
+
+
+def test_holdout_classes_and_mixture_sources_are_validated():
+    with pytest.raises(ConfigError, match="distinct class ids in 0..9"):
+        config.load("lft/classification", ["task.holdout_classes=[7, 7]"])
+    with pytest.raises(ConfigError, match="each needs task.ways"):
+        config.load("lft/classification", ["task.holdout_classes=[9]"])
+    with pytest.raises(ConfigError, match="applies to the mnist and cifar10 sources"):
+        config.load("lft/classification", ['task.sources=["sinusoid"]', "task.holdout_classes=[8, 9]"])
+    with pytest.raises(ConfigError, match="'sinusoid', 'omniglot'|omniglot"):
+        config.load("lft/classification", ['task.sources=["svhn"]'])
+    with pytest.raises(ConfigError, match="task.holdout_classes applies to task.family"):
+        config.load("lft/uap", ["task.holdout_classes=[8, 9]"])
+    with pytest.raises(ConfigError, match="is not one of \\['mnist', 'cifar10'\\]"):
+        config.load("lft/uap", ['task.sources=["sinusoid"]'])
+
+
+needs_omniglot = pytest.mark.skipif(not (SHARED / "omniglot").is_dir() or not (SHARED / "mnist").is_dir(),
+                                    reason="shared Omniglot / MNIST data not present")
+
+
+@needs_omniglot
+def test_one_fine_tuner_meta_trains_sinusoid_and_image_families_together(tmp_path, monkeypatch):
+    """The shipped fine-tuner's mixture: sinusoid regression (MSE, 1-40-40-1 MLP, shots x ways points) beside
+    MNIST and Omniglot classification in one meta-batch; trains, and evaluates per source."""
+    from innerloop.evaluate import evaluate_meta
+
+    monkeypatch.setenv("INNERLOOP_DATA", str(SHARED))
+    monkeypatch.setenv("INNERLOOP_CACHE", str(tmp_path / "cache"))
+    sets = ['task.sources=["sinusoid", "mnist", "omniglot"]', "task.holdout_classes=[7, 8, 9]", "model.hidden=[8]",
+            "inner.steps=2", "train.truncation=2", "train.horizon=4", "train.meta_batch=6", "train.iterations=2",
+            "train.log_every=1", "eval.tasks=3", "eval.steps=2", "eval.chunk=2"]
+    cfg = config.load("tuners/default", sets)
+    tasks, meta = build(cfg)
+    batch = tasks.train_batch(12, 0, 0)
+    assert set(batch) == {"sinusoid", "mnist", "omniglot"}
+    xs, ys, xq, yq = batch["sinusoid"]
+    assert xs.shape[1:] == (10, 1) and xq.shape[1:] == (30, 1)  # shots x ways, query x ways points
+    assert meta.learners["sinusoid"].loss_name == "mse" and meta.learners["omniglot"].loss_name == "cross_entropy"
+    assert tuple(meta.learners["sinusoid"].model.get_parameter("net.0.weight").shape) == (40, 1)
+    meta.zero_grad()
+    losses, _ = meta.meta_backward(batch)
+    assert torch.isfinite(losses).all()
+    summary = train(cfg, tmp_path / "run", progress=False)
+    assert summary["iterations"] == 2
+    result = evaluate_meta(cfg, meta, tasks, sources=["sinusoid"])
+    assert result["tasks"] == 3 and result["metric"] == "mse"
+    ev = tasks.eval_set(3, 5, sources=["sinusoid"])
+    assert ev["sinusoid"][2].shape == (3, 30, 1)  # eval_query x ways test points

@@ -56,7 +56,8 @@ class Learner:
     def __init__(self, model: nn.Module, loss: str | Callable[[Tensor, Tensor], Tensor] = "mse",
                  adapt_norm: bool = False, penalty: Callable[[Params], Tensor] | None = None,
                  extra_metrics: dict[str, Callable[[Params], Tensor]] | None = None, kappa: float = 0.0,
-                 metric: str | Callable[[Tensor, Tensor], Tensor] | None = None):
+                 metric: str | Callable[[Tensor, Tensor], Tensor] | None = None,
+                 query_metrics: dict[str, str | Callable[[Tensor, Tensor], Tensor]] | None = None):
         """``loss``: ``"mse"``, ``"cross_entropy"``, ``"cw"``, or any ``loss(outputs, targets) -> scalar`` (it must
         run under ``torch.func.vmap`` for the vmap executor: elementary ops, no ``.item()``); ``adapt_norm``: the
         inner loop also adapts normalisation layers' affine parameters (default off, as in MAML / ALFA /
@@ -64,15 +65,19 @@ class Learner:
         lambda * ||delta||^2); ``extra_metrics`` are functions of the adapted parameters reported at evaluation
         (e.g. the perturbation's norm); ``kappa`` is the C&W loss's confidence margin; ``metric``: what
         evaluation reports, ``"accuracy"``, ``"mse"``, ``"loss"`` (the loss on the query set) or a function
-        ``metric(outputs, targets) -> scalar`` (default: the named loss's own metric, else ``"loss"``)."""
+        ``metric(outputs, targets) -> scalar`` (default: the named loss's own metric, else ``"loss"``);
+        ``query_metrics``: more metrics of the query set, by name (``"accuracy"``, ``"mse"``, ``"loss"`` or a
+        function of outputs and targets), reported beside ``metric`` after each recorded step count, from the same
+        unroll (``info["metric/NAME"]``)."""
         if isinstance(loss, str) and loss not in LOSSES:
             raise ConfigError(f"unknown loss {loss!r}; use one of {sorted(LOSSES)} or pass a function "
                               "loss(outputs, targets) -> scalar")
         if not isinstance(loss, str) and not callable(loss):
             raise ConfigError(f"loss must be a name ({', '.join(sorted(LOSSES))}) or a function loss(outputs, "
                               f"targets) -> scalar, got {type(loss).__name__}")
-        if isinstance(metric, str) and metric not in METRICS:
-            raise ConfigError(f"unknown metric {metric!r}; use one of {list(METRICS)} or a function")
+        for m in [metric, *(query_metrics or {}).values()]:
+            if isinstance(m, str) and m not in METRICS:
+                raise ConfigError(f"unknown metric {m!r}; use one of {list(METRICS)} or a function")
         for name, m in model.named_modules():
             if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
                 raise ConfigError(
@@ -91,6 +96,7 @@ class Learner:
         self.inner, self.outer = split_inner_outer(model, adapt_norm)
         self.penalty = penalty
         self.extra_metrics = dict(extra_metrics or {})
+        self.query_metrics = dict(query_metrics or {})
 
     @property
     def has_builtin_norm(self) -> bool:
@@ -138,9 +144,9 @@ class Learner:
         or the user's ``metric(outputs, targets)``."""
         return self.score(self.forward(params, x), y)
 
-    def score(self, out: Tensor, y: Tensor) -> Tensor:
-        """The metric of outputs ``out`` against targets ``y``."""
-        m = self._metric
+    def score(self, out: Tensor, y: Tensor, metric: str | Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
+        """The metric (or the given ``metric``) of outputs ``out`` against targets ``y``."""
+        m = self._metric if metric is None else metric
         if callable(m):
             return m(out, y)
         if m == "mse":

@@ -493,14 +493,17 @@ class MetaLearner(nn.Module):
             params = self._attenuate(loop, params, stat, x_in, y_in, key)
             state = self.rule.init_state(params)
             out, done, infos = [], 0, []
-            extra: dict[str, list[Tensor]] = {k: [] for k in learner.extra_metrics}
+            extra: dict[str, list[Tensor]] = {k: [] for k in [*learner.extra_metrics, *learner.query_metrics]}
             for m in marks:
                 params, state, inf, _ = loop.run(params, state, stat, x_in, y_in, done, m, key)
                 infos += inf
                 done = m
-                out.append(learner.metric({**stat, **params}, xq, yq))
+                query_out = learner.forward({**stat, **params}, xq)
+                out.append(learner.score(query_out, yq))
                 for k, fn in learner.extra_metrics.items():
                     extra[k].append(fn(params))
+                for k, qm in learner.query_metrics.items():
+                    extra[k].append(learner.score(query_out, yq, qm))
             info = stack_infos(infos)
             info.update({f"metric/{k}": torch.stack(v) for k, v in extra.items()})  # [marks] per task
             if outputs:

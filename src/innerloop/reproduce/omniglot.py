@@ -18,7 +18,10 @@ PAPER = {("MAML", "5w1s"): 98.7, ("MAML", "5w5s"): 99.9, ("MAML", "20w1s"): 95.8
 PAPER_CI = {("MAML", "5w1s"): 0.4, ("MAML", "5w5s"): 0.1, ("MAML", "20w1s"): 0.3}
 SETTINGS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1)}
 METHODS = {"MAML": "omniglot/maml", "ALFA+MAML": "omniglot/alfa-maml", "ALFA+Random": "omniglot/alfa-random",
-           "MAML+L2F": "omniglot/maml-l2f"}
+           "MAML+L2F": "omniglot/maml-l2f", "robust ALFA+MAML": "omniglot/alfa-maml"}
+#: a method's overrides on top of its config: robust ALFA (issue 24) starts as LSLR, bounded multipliers, and one
+#: post-multiplier per layer for every step (defined past the trained steps)
+METHOD_OVERRIDES = {"robust ALFA+MAML": ['rule.form="robust"', 'rule.schedule="state"']}
 
 #: per budget and setting: filters, meta-batch, iterations, inner steps and rate (training), test steps,
 #: order, training queries per class. ``paper`` is the MAML paper's Omniglot protocol (5-way: 1 step at 0.4,
@@ -59,7 +62,9 @@ def eval_steps(method: str, protocol: dict[str, Any]) -> int:
 
 
 def row_id(setting: str, method: str) -> str:
-    return f"{setting}-{method.lower().replace('+', '-')}"
+    """``5w1s-alfa-maml``; a method's prefix word moves to the end (``5w1s-alfa-maml-robust``)."""
+    words = method.lower().replace("+", "-").split(" ")
+    return f"{setting}-{'-'.join(words[1:] + words[:1])}"
 
 
 def rows_for(budget: str, device: str) -> list[Row]:
@@ -76,7 +81,7 @@ def rows_for(budget: str, device: str) -> list[Row]:
                 f"train.checkpoint_every={min(100, iters)}", f"train.log_every={min(50, iters)}",
                 f"eval.tasks={p['eval_tasks']}", f"train.device=\"{device}\"",
                 # pinned: omniglot/maml.toml's own defaults are tuned for time to accuracy on a CPU
-                "train.meta_lr=0.001", "train.workers=1",
+                "train.meta_lr=0.001", "train.workers=1", *METHOD_OVERRIDES.get(method, []),
             ]
             rows.append(Row(
                 id=row_id(setting, method), method=method,
@@ -135,7 +140,8 @@ def write_markdown(out: Path, results: list[dict[str, Any]], budget: str, info: 
               f"scores every trained network after {LONGER_TEST_STEPS} test steps (ALFA repeating its last trained "
               "step's post-multipliers), to show what that does.",
               "", "| method | 5-way 1-shot | 5-way 5-shot | 20-way 1-shot |", "|---|---|---|---|"]
-    for method in METHODS:
+    shown = [m for m in METHODS if m in {r["method"] for r in results} or m not in METHOD_OVERRIDES]
+    for method in shown:
         cells = []
         for s in SETTINGS:
             paper, ci = PAPER.get((method, s)), PAPER_CI.get((method, s))
@@ -143,9 +149,14 @@ def write_markdown(out: Path, results: list[dict[str, Any]], budget: str, info: 
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines += ["", f"After {LONGER_TEST_STEPS} test steps (same networks, same episodes):", "",
               "| method | 5-way 1-shot | 5-way 5-shot | 20-way 1-shot |", "|---|---|---|---|"]
-    for method in METHODS:
+    for method in shown:
         cells = [_fmt(_at_steps(by.get((method, s)), LONGER_TEST_STEPS)) for s in SETTINGS]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    if "robust ALFA+MAML" in shown:
+        lines += ["", "*robust ALFA+MAML* (issue 24): `rule.form = \"robust\"` (the generator's last layer starts at zero, "
+                  "so training starts from LSLR exactly; generated multipliers within [1/2, 2], post-multipliers in log space; decay in [0, 1]) and "
+                  "`rule.schedule = \"state\"` (one post-multiplier per layer for every step, so more test steps than "
+                  "trained are defined). Same protocol as ALFA+MAML otherwise."]
     lines += ["", "Paper values: MAML (Finn et al. 2017, Table 1). ALFA and L2F publish no Omniglot numbers.",
               "Per-row iterations, wall time and executor are in `results.json`.", ""]
     (out / "results.md").write_text("\n".join(lines))

@@ -4,10 +4,11 @@ Every rule is an ``nn.Module`` whose ``nn.Parameter``s are its meta-parameters; 
 function of tensors, so the same rule runs under ``torch.func.vmap`` and in a per-task loop.
 """
 
+from innerloop.rules.adam import Adam
 from innerloop.rules.alfa import ALFA
 from innerloop.rules.base import UpdateRule
 from innerloop.rules.lslr import PerStepLayerLR
 from innerloop.rules.lstm import CoordinateLSTM
 from innerloop.rules.sgd import SGD
 
-__all__ = ["UpdateRule", "SGD", "PerStepLayerLR", "ALFA", "CoordinateLSTM"]
+__all__ = ["UpdateRule", "SGD", "Adam", "PerStepLayerLR", "ALFA", "CoordinateLSTM"]

@@ -11,6 +11,25 @@ Implements the authors' code form (``baiksung/ALFA`` ``LSLRGradientDescentLearni
 alpha0 is initialised to ``lr`` (0.01), beta0 to ``weight_decay * lr`` (5e-6), or to 1 when the
 per-parameter decay beta_pp (init ``weight_decay * lr``) is on (ALFA + random init, spec section 4).
 
+``form = "robust"`` (issue 24) keeps the inputs, generator and post-multipliers but starts as the learned-rate
+baseline (MAML++'s LSLR) and departs from it only as far as meta-training asks:
+
+    g_a, g_b = split(generator(tau_j))                  (last generator layer zero-initialised: g = 0 at start)
+    alpha_l = exp(log_alpha0[l, j]) * exp(log(B) * tanh(g_a[l]))   (multiplier in [1/B, B], 1 at start)
+    decay_l = min(exp(log_beta0[l, j]) * exp(log(B) * tanh(g_b[l])), 1)
+
+with ``bound`` B = 2 by default [INFERRED: chosen on meta-training curves of the hardest five-step sinusoid cell,
+2x40 k = 5: B = 10 diverged at iteration ~1,000 (a few tasks' inner loops blew up at 10x rates), B = 2 trained
+stably; no test tasks involved]; log_alpha0 starts at
+log(lr) and log_beta0 at log(weight_decay * lr), so rates and decay stay positive and Adam's meta-steps change them
+by a fraction of their size (the paper form's alpha0 moves by ~meta_lr per step: 10% of a 0.01 rate). The paper
+form's raw linear outputs can start negative or huge, which is what blew up five-step meta-training.
+
+``schedule`` says what happens at inner steps past the S it was meta-trained with (issue 24). ``"per_step"``
+(the paper): post-multipliers indexed by step, steps past S reuse step S-1's. ``"state"``: one post-multiplier
+per layer for every step (``alpha0[l]``, ``beta0[l]``; robust: their logs), so the rates vary across steps only through the
+generator's learning-state input, and the rule is defined for any number of steps [INFERRED option].
+
 Ablations (ALFA Tables 5-6) are options:
 
 * ``inputs``: ``"both"`` (weights and gradients), ``"weights"``, ``"gradients"``.
@@ -25,6 +44,8 @@ Ablations (ALFA Tables 5-6) are options:
 
 from __future__ import annotations
 
+import math
+
 from typing import Mapping, Sequence
 
 import torch
@@ -36,6 +57,8 @@ from innerloop.rules.base import Info, State, UpdateRule
 
 MODES = ("adaptive", "fixed", "off")
 GRANULARITIES = ("step_layer", "step", "layer")
+FORMS = ("paper", "robust")
+SCHEDULES = ("per_step", "state")
 INPUTS = ("both", "weights", "gradients")
 
 
@@ -56,6 +79,9 @@ class ALFA(UpdateRule):
         beta_granularity: str = "step_layer",
         per_param_decay: bool = False,
         detach_grad_input: bool = True,
+        form: str = "paper",
+        bound: float = 2.0,
+        schedule: str = "per_step",
     ):
         super().__init__()
         if steps < 1:
@@ -66,13 +92,19 @@ class ALFA(UpdateRule):
             ("rule.beta", beta, MODES),
             ("rule.alpha_granularity", alpha_granularity, GRANULARITIES),
             ("rule.beta_granularity", beta_granularity, GRANULARITIES),
+            ("rule.form", form, FORMS),
+            ("rule.schedule", schedule, SCHEDULES),
         ):
             if value not in allowed:
                 raise ConfigError(f"{what} = {value!r} is not one of {list(allowed)}")
         if generator_layers not in (2, 3):
             raise ConfigError(f"rule.generator_layers = {generator_layers} must be 2 or 3")
+        if not bound > 1:
+            raise ConfigError(f"rule.bound = {bound} must be > 1 (the robust form's multipliers stay in [1/bound, bound])")
+        self.form, self.bound = form, float(bound)
         self.names = list(shapes)
-        self.steps = steps
+        self.schedule = schedule
+        self.steps = steps if schedule == "per_step" else None  # "state": defined for any number of steps
         self.lr = lr
         self.inputs = inputs
         self.alpha_mode, self.beta_mode = alpha, beta
@@ -82,13 +114,29 @@ class ALFA(UpdateRule):
         n = len(self.names)
 
         def post(gran: str, value: float) -> nn.Parameter:
-            shape = {"step_layer": (n, steps + 1), "step": (steps + 1,), "layer": (n,)}[gran]
+            if schedule == "state":
+                shape = (1,) if gran == "step" else (n,)
+            else:
+                shape = {"step_layer": (n, steps + 1), "step": (steps + 1,), "layer": (n,)}[gran]
             return nn.Parameter(torch.full(shape, float(value)))
 
+        robust = form == "robust"
+        beta_start = 1.0 if per_param_decay else weight_decay * lr
+        if robust and (lr <= 0 or (beta != "off" and beta_start <= 0)):
+            raise ConfigError("rule.form = 'robust' keeps rates and decay positive (log space): use rule.lr > 0 and "
+                              "rule.weight_decay > 0, or rule.beta = 'off' for no decay")
+        # robust: post-multipliers live in log space (log_alpha0, log_beta0), so they stay positive and Adam's
+        # meta-steps change them by a fraction of their size, not by an absolute amount
         if alpha != "off":
-            self.alpha0 = post(alpha_granularity, lr)
+            if robust:
+                self.log_alpha0 = post(alpha_granularity, math.log(lr))
+            else:
+                self.alpha0 = post(alpha_granularity, lr)
         if beta != "off":
-            self.beta0 = post(beta_granularity, 1.0 if per_param_decay else weight_decay * lr)
+            if robust:
+                self.log_beta0 = post(beta_granularity, math.log(beta_start))
+            else:
+                self.beta0 = post(beta_granularity, beta_start)
             if per_param_decay:
                 self.beta_pp = ordered_parameter_dict(
                     (safe_key(k), nn.Parameter(torch.full(tuple(s), weight_decay * lr))) for k, s in shapes.items()
@@ -102,6 +150,9 @@ class ALFA(UpdateRule):
             if generator_layers == 3:
                 layers += [nn.Linear(width, width), nn.ReLU()]
             layers.append(nn.Linear(width, self.out_alpha + self.out_beta))
+            if form == "robust":
+                nn.init.zeros_(layers[-1].weight)
+                nn.init.zeros_(layers[-1].bias)
             self.generator = nn.Sequential(*layers)
         else:
             self.generator = None
@@ -115,9 +166,10 @@ class ALFA(UpdateRule):
             parts += [(grads[k].detach() if self.detach_grad_input else grads[k]).mean() for k in self.names]
         return torch.stack(parts)
 
-    @staticmethod
-    def _post(p: Tensor, gran: str, layer: int, j: int) -> Tensor:
+    def _post(self, p: Tensor, gran: str, layer: int, j: int) -> Tensor:
         """The post-multiplier entry for tensor ``layer`` at step ``j``."""
+        if self.schedule == "state":
+            return p[0] if gran == "step" else p[layer]
         if gran == "step_layer":
             return p[layer, j]
         return p[j] if gran == "step" else p[layer]
@@ -138,6 +190,8 @@ class ALFA(UpdateRule):
                                      cached[self.out_alpha:] if keep_b else out[self.out_alpha:]])
             if keep_a or keep_b:
                 state = {**state, "generated": out}
+            if self.form == "robust":
+                out = torch.exp(torch.tanh(out) * torch.log(torch.as_tensor(self.bound, dtype=out.dtype)))
             gen_a, gen_b = out[: self.out_alpha], out[self.out_alpha:]
         new: Params = {}
         lrs, decays = [], []
@@ -145,7 +199,8 @@ class ALFA(UpdateRule):
             if self.alpha_mode == "off":
                 lr = torch.as_tensor(self.lr, dtype=params[k].dtype, device=params[k].device)
             else:
-                lr = self._post(self.alpha0, self.alpha_gran, i, j)
+                lr = (self._post(self.log_alpha0, self.alpha_gran, i, j).exp() if self.form == "robust"
+                      else self._post(self.alpha0, self.alpha_gran, i, j))
                 if gen_a is not None:
                     lr = lr * (gen_a[0] if self.out_alpha == 1 else gen_a[i])
             theta = params[k]
@@ -153,9 +208,12 @@ class ALFA(UpdateRule):
                 decay_scalar = None
                 shrunk = theta
             else:
-                decay_scalar = self._post(self.beta0, self.beta_gran, i, j)
+                decay_scalar = (self._post(self.log_beta0, self.beta_gran, i, j).exp() if self.form == "robust"
+                                else self._post(self.beta0, self.beta_gran, i, j))
                 if gen_b is not None:
                     decay_scalar = decay_scalar * (gen_b[0] if self.out_beta == 1 else gen_b[i])
+                if self.form == "robust":
+                    decay_scalar = decay_scalar.clamp(max=1.0)
                 decay = decay_scalar * self.beta_pp[safe_key(k)] if self.per_param_decay else decay_scalar
                 shrunk = (1 - decay) * theta
             new[k] = shrunk - lr * grads[k]

@@ -10,22 +10,30 @@ Evaluation uses ``n`` fixed tasks *per* evaluation source.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from innerloop.errors import ConfigError
-from innerloop.tasks.episodes import EpisodeTasks
 from innerloop.tasks.sinusoid import _seed
 
 
 class TaskMixture:
-    def __init__(self, sources: Mapping[str, EpisodeTasks], train_sources: Sequence[str],
-                 eval_sources: Sequence[str] | None = None):
+    """``sources``: name -> task family (:class:`EpisodeTasks`, or :class:`SinusoidTasks` for a regression
+    source). ``eval_tasks``: name -> the family its test tasks come from instead (held-out classes, e.g.
+    ``task.holdout_classes``); ``eval_query``: name -> test points per task for a source that takes no
+    per-class count (a sinusoid's)."""
+
+    def __init__(self, sources: Mapping[str, Any], train_sources: Sequence[str],
+                 eval_sources: Sequence[str] | None = None, eval_tasks: Mapping[str, Any] | None = None,
+                 eval_query: Mapping[str, int] | None = None):
         self.sources = dict(sources)
         self.train_sources = list(train_sources)
         self.eval_sources = list(eval_sources or train_sources)
+        self.eval_tasks = {**self.sources, **dict(eval_tasks or {})}
+        self.eval_query = dict(eval_query or {})
         for name in [*self.train_sources, *self.eval_sources]:
             if name not in self.sources:
                 raise ConfigError(f"unknown task source {name!r}; known: {', '.join(self.sources)}")
@@ -49,8 +57,14 @@ class TaskMixture:
             if name not in self.sources:
                 raise ConfigError(f"unknown task source {name!r}; known: {', '.join(self.sources)}")
             # seeded by the source's name: a source's test tasks are the same alone or in a mixture
-            for batch in self.sources[name].eval_batches(n, _seed(seed, *name.encode()), query, chunk, dtype=dtype,
-                                                         device=device):
+            src, key = self.eval_tasks[name], _seed(seed, *name.encode())
+            if not hasattr(src, "eval_batches"):  # a regression source: its fixed test set, ``chunk`` tasks at a time
+                q = self.eval_query.get(name, query)
+                whole = src.eval_set(n, key, q if q is not None else src.query, dtype=dtype, device=device)
+                for lo in range(0, n, chunk or n):
+                    yield {name: tuple(t[lo:lo + (chunk or n)] for t in whole)}
+                continue
+            for batch in src.eval_batches(n, key, query, chunk, dtype=dtype, device=device):
                 yield {name: batch}
 
     def eval_set(self, n: int, seed: int, query: int | None = None, dtype=torch.float32, device="cpu",
