@@ -1,4 +1,5 @@
-"""Write one shipped config per row of ALFA Tables 1, 2 and 4 (``src/innerloop/configs/alfa/``).
+"""Write one shipped config per row of ALFA Tables 1, 2 and 4 (``src/innerloop/configs/alfa/``), and MeTAL / MeTAL+ALFA
+on the miniImageNet layouts of Table 1.
 
 Run ``python scripts/make_alfa_configs.py`` after changing a hyperparameter here; the TOML files are
 what users run (``innerloop train alfa/mini-4conv-5w5s-alfa-maml --set task.root=...``). Values are the
@@ -25,9 +26,12 @@ METHODS = {  # method -> (init, rule, extra notes)
     "maml-l2f": ('kind = "learned"\nattenuate = true\nattenuate_detach = true\n', 'kind = "sgd"\nlr = 0.01\n'),
     "alfa-maml-l2f": ('kind = "learned"\nattenuate = true\nattenuate_detach = false\n',
                       'kind = "alfa"\nlr = 0.01\nweight_decay = 0.0005\ngenerator_layers = 3\n'),
+    "metal": ('kind = "learned"\n', 'kind = "sgd"\nlr = 0.01\n'),
+    "metal-alfa": ('kind = "learned"\n', 'kind = "alfa"\nlr = 0.01\nweight_decay = 0.0005\ngenerator_layers = 3\n'),
 }
 NAMES = {"random-init": "Random Init", "alfa-random": "ALFA+Random", "maml": "MAML", "alfa-maml": "ALFA+MAML",
-         "maml-l2f": "MAML+L2F", "alfa-maml-l2f": "ALFA+MAML+L2F"}
+         "maml-l2f": "MAML+L2F", "alfa-maml-l2f": "ALFA+MAML+L2F", "metal": "MeTAL", "metal-alfa": "MeTAL+ALFA"}
+TABLE1 = ("random-init", "alfa-random", "maml", "alfa-maml", "maml-l2f", "alfa-maml-l2f")
 
 
 def render(table: str, dataset: str, backbone: str, ways: int, shots: int, method: str, eval_dataset: str = "") -> str:
@@ -36,7 +40,8 @@ def render(table: str, dataset: str, backbone: str, ways: int, shots: int, metho
     iterations = 0 if method == "random-init" else (30000 if method == "maml-l2f" else 50000)
     meta_batch = 4 if shots == 1 else 2
     notes = [
-        f"# ALFA {table}: {NAMES[method]}, {backbone}, {ways}-way {shots}-shot, trained on {dataset}"
+        f"# {'ALFA ' + table if not method.startswith('metal') else 'ALFA ' + table + ' layout'}: {NAMES[method]}, "
+        f"{backbone}, {ways}-way {shots}-shot, trained on {dataset}"
         + (f", tested on {eval_dataset} (cross-domain)" if eval_dataset else "") + ".",
         "# Authors' hyperparameters (spec 1.3, 3.4): 5 inner steps, second order, Adam 1e-3, meta-batch 4 (1-shot) /",
         "# 2 (5-shot), 15 queries per class, 100 epochs x 500 iterations, transductive batch norm not adapted,",
@@ -49,9 +54,15 @@ def render(table: str, dataset: str, backbone: str, ways: int, shots: int, metho
     if method == "maml-l2f":
         notes.append("# L2F's own config: 60 epochs (30k iterations); its first-order warm-up (10 epochs) is not used: "
                      "second order throughout. The embedding gradient is a constant, as in L2F's code.")
+    if method.startswith("metal"):
+        notes.append("# MeTAL (Baik et al. 2021): the inner loop descends the task loss plus a learned loss of the "
+                     "task state (transductive);")
+        notes.append("# the authors' MeTAL.json / MeTAL_ALFA.json: 48 filters, 5 steps at 0.01, meta-batch 2 "
+                     "(5-shot), 50,000 iterations.")
     if method == "alfa-maml-l2f":
         notes.append("# No authors' config exists: alfa+maml settings with attenuation; embedding gradient kept "
                      "(create_graph=True), as in the ALFA repository's copy of L2F.")
+    objective = '\n[objective]\ninner_loss = "metal"\n' if method.startswith("metal") else ""
     eval_lines = ""
     if eval_dataset:
         eval_lines = f'eval_dataset = "{eval_dataset}"\neval_split = "test"\n'
@@ -77,7 +88,7 @@ normalize = "imagenet"
 [inner]
 steps = 5
 order = "second"
-
+{objective}
 [train]
 iterations = {iterations}
 meta_batch = {meta_batch}
@@ -99,7 +110,7 @@ def main() -> None:
     for short, dataset in DATASETS.items():  # Table 1
         for backbone in BACKBONES:
             for shots in (1, 5):
-                for method in METHODS:
+                for method in [*TABLE1, *(("metal", "metal-alfa") if short == "mini" else ())]:
                     name = f"{short}-{backbone}-5w{shots}s-{method}.toml"
                     (OUT / name).write_text(render("Table 1", dataset, backbone, 5, shots, method))
                     written += 1

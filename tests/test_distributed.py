@@ -392,3 +392,22 @@ def test_a_process_that_loses_its_peer_says_so_in_one_line(tmp_path):
     text = report.read_text()
     assert text.startswith("PeerLost: process rank 0 of 2 lost another process of this job"), text
     assert "\n" not in text and "--resume" in text and "is kept" in text
+
+
+def test_the_launcher_names_the_killed_process_not_the_peer_that_aborted(capsys):
+    """A process SIGKILLed from outside can take a peer down with it (an abort inside gloo/NCCL): only the kill is
+    reported, in one line; an abort alone is still reported."""
+    from types import SimpleNamespace
+
+    from innerloop.cli import _report_failures
+
+    def died(signal):
+        return SimpleNamespace(exitcode=-1, signal_name=lambda: signal)
+
+    assert _report_failures({0: died("SIGABRT"), 1: died("SIGKILL")}, 2, "train") == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("innerloop: error: process rank 1 of 2 died of SIGKILL"), lines
+    assert "--resume" in lines[0]
+    _report_failures({0: died("SIGABRT"), 1: died("SIGTERM")}, 2, "train")
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("innerloop: error: process rank 0 of 2 died of SIGABRT"), lines

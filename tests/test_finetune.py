@@ -56,5 +56,9 @@ def test_finetune_cli(tmp_path, capsys, monkeypatch):
     assert set(state) == {"0.weight", "0.bias", "2.weight", "2.bias"}
     assert main(["finetune", str(run), "--model", "nomodule:make", "--data", str(tmp_path / "data.pt"),
                  "--out", str(tmp_path / "t.pt")]) == 2
+    capsys.readouterr()
+    assert main(["finetune", str(run), "--model", "usermodel:make", "--data", str(tmp_path / "data.pt"),
+                 "--lr", "0.01", "--out", str(tmp_path / "t.pt")]) == 2
+    assert "has none: drop --lr" in capsys.readouterr().err
     assert main(["finetune", str(run), "--model", "usermodel:make", "--data", str(tmp_path / "missing.pt"),
                  "--out", str(tmp_path / "t.pt")]) == 2

@@ -94,10 +94,12 @@ def test_train_needs_a_config_unless_resuming(tmp_path, capsys):
     assert "needs a CONFIG" in one_error(capsys)
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
-def test_ctrl_c_saves_a_checkpoint_where_it_stopped_and_resume_is_exact(tmp_path):
-    """SIGINT mid-training (long before any periodic checkpoint): the iteration is finished, a checkpoint written
-    and the process exits with one line; resumed, the run ends exactly where an uninterrupted one does."""
+@pytest.mark.skipif(sys.platform == "win32", reason="signals to a child process")
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_saves_a_checkpoint_where_it_stopped_and_resume_is_exact(tmp_path, sig):
+    """SIGINT (Ctrl-C) or SIGTERM (kill, a scheduler) mid-training (long before any periodic checkpoint): the
+    iteration is finished, a checkpoint written and the process exits with one line; resumed, the run ends exactly
+    where an uninterrupted one does."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     sets = ["--set", 'train.dtype="float64"', "--set", "train.checkpoint_every=1000000", "--set", "train.log_every=5",
             "--quiet", "--no-eval"]
@@ -109,7 +111,7 @@ def test_ctrl_c_saves_a_checkpoint_where_it_stopped_and_resume_is_exact(tmp_path
     while time.time() < deadline and job.poll() is None and not (
             (run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().count("\n") >= 2):
         time.sleep(0.1)
-    job.send_signal(signal.SIGINT)
+    job.send_signal(getattr(signal, sig))
     _, err = job.communicate(timeout=120)
     assert job.returncode == 2, err
     line = err.strip().splitlines()[-1]

@@ -16,7 +16,7 @@ from innerloop.inits import Attenuator, FixedInit, LearnedInit, RandomInit
 from innerloop.models import MLP, Conv4, LeNet5, Perturbation, ResNet12
 from innerloop.objectives import FinalQueryLoss, MultiStepLoss, TrajectoryLoss
 from innerloop.oracles import AutogradOracle, ZerothOrderOracle
-from innerloop.rules import ALFA, SGD, CoordinateLSTM, PerStepLayerLR
+from innerloop.rules import ALFA, SGD, CoordinateLSTM, PerStepLayerLR, SharedALFA
 from innerloop.tasks import EpisodeTasks, SinusoidTasks, TaskMixture
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -279,6 +279,9 @@ def build_rule(cfg: Config, learner: Learner, model: nn.Module) -> nn.Module:
         return SGD(r.lr)
     if r.kind == "lslr":
         return PerStepLayerLR(learner.inner, steps, r.lr)
+    if r.kind == "alfa_shared":
+        return SharedALFA(lr=r.lr, weight_decay=r.weight_decay, hidden=r.hidden, bound=r.bound,
+                          detach_grad_input=r.detach_grad_input)
     if r.kind == "lstm":
         return CoordinateLSTM(hidden=r.hidden, layers=r.layers, preprocess=r.preprocess, k=r.log_k, scale=r.scale,
                               bias=r.bias, head_init_scale=r.head_init_scale, max_update=r.max_update,
@@ -315,6 +318,44 @@ def build_objective(cfg: Config):
     if o.kind in ("lft", "l2o"):
         return TrajectoryLoss(o.weights, "query" if o.kind == "lft" else "union")
     return FinalQueryLoss()
+
+
+def build_proto_head(cfg: Config, learners: dict):
+    """``init.proto``: Proto-MAML's per-task head from the support prototypes (else None)."""
+    if not cfg.init.proto:
+        return None
+    if len(learners) > 1:
+        raise ConfigError("init.proto (Proto-MAML) builds the head of one architecture: use one task family")
+    from innerloop.inits.proto import ProtoHead, output_layer
+
+    learner = next(iter(learners.values()))
+    if learner.loss_name != "cross_entropy":
+        raise ConfigError("init.proto (Proto-MAML) is for classification (prototypes of classes): use it with a "
+                          "cross-entropy task, or init.proto = false")
+    return ProtoHead(output_layer(learner.model, cfg.init.proto_head), cfg.init.proto_detach)
+
+
+def build_inner_loss(cfg: Config, learners: dict, spec: dict):
+    """``objective.inner_loss = "metal"``: MeTAL's learned inner loss for the one architecture (else None)."""
+    if cfg.objective.inner_loss == "task":
+        return None
+    if len(learners) > 1:
+        raise ConfigError("objective.inner_loss = 'metal' reads each layer's mean, so it belongs to one architecture: "
+                          "use one task family, or objective.inner_loss = 'task'")
+    from innerloop.objectives.learned_loss import LearnedInnerLoss
+
+    learner = next(iter(learners.values()))
+    classification = learner.loss_name == "cross_entropy"
+    if classification:
+        out_dim = int(spec.get("ways") or cfg.task.ways)
+    else:
+        last = [m for m in learner.model.modules() if isinstance(m, torch.nn.Linear)]
+        if not last:
+            raise ConfigError("objective.inner_loss = 'metal' needs a model whose output layer is an nn.Linear "
+                              "(it reads the outputs' width)")
+        out_dim = last[-1].out_features
+    return LearnedInnerLoss(len(learner.inner), out_dim, cfg.inner.steps, classification,
+                            cfg.objective.metal_transductive, cfg.objective.metal_init)
 
 
 def build(cfg: Config) -> tuple[SinusoidTasks | EpisodeTasks | TaskMixture, MetaLearner]:
@@ -360,7 +401,8 @@ def build_meta(cfg: Config, spec: dict) -> MetaLearner:
         learner_arg, init_arg, rule, build_oracle(cfg), objective, cfg.inner.steps,
         executor=cfg.train.executor, checkpoint=cfg.train.checkpoint_unroll, device=device,
         truncation=cfg.train.truncation, attenuator=attenuator, compile=cfg.train.compile,
-        workers=cfg.train.workers,
+        workers=cfg.train.workers, inner_loss=build_inner_loss(cfg, learners, spec),
+        proto_head=build_proto_head(cfg, learners),
     )
     for mdl in models.values():
         mdl.to(device=device, dtype=DTYPES[cfg.train.dtype])

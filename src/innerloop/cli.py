@@ -128,6 +128,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="state_dict to load into the model first (torch.save file; default: the factory's weights)")
     f.add_argument("--data", required=True, help="torch.save'd dict or .npz with tensors 'x' and 'y'")
     f.add_argument("--steps", type=int, default=100, help="fine-tuning steps")
+    f.add_argument("--lr", type=float, default=None, metavar="RATE",
+                   help="a shared-ALFA fine-tuner (rule.kind = alfa_shared) anchored at your model's SGD rate RATE, "
+                        "its learned multipliers kept (default: the rate it was trained with)")
     f.add_argument("--oracle", default="fo", choices=["fo", "zo"], help="fo: gradients; zo: loss values only")
     f.add_argument("--loss", default="mse", choices=["mse", "cross_entropy"], help="the loss on your examples")
     f.add_argument("--out", required=True, help="where to write the fine-tuned state_dict")
@@ -232,6 +235,9 @@ def _report_failures(failures: dict, nproc: int, command: str) -> int:
     died = sorted(((r, f) for r, f in failures.items() if f.exitcode < 0), key=lambda x: x[0])
     # the launcher stops the other processes with SIGTERM once one fails: those are not causes
     causes = [(r, f) for r, f in died if f.signal_name() != "SIGTERM"]
+    # a process whose peer vanished can abort inside gloo/NCCL (SIGABRT): a consequence when another died otherwise
+    if any(f.signal_name() != "SIGABRT" for _, f in causes):
+        causes = [(r, f) for r, f in causes if f.signal_name() != "SIGABRT"]
     if not causes and not codes & {1, 2}:
         causes = died[:1] if len(died) == 1 else []
         if len(died) > 1:
@@ -392,7 +398,11 @@ def _fail(e: UserError) -> int:
     from innerloop.distributed import REPORTED_BY_LAUNCHER, PeerFailed, PeerLost
 
     if isinstance(e, PeerLost) and os.environ.get(REPORTED_BY_LAUNCHER):
-        return PEER_LOST  # innerloop's launcher names the process that failed
+        # innerloop's launcher names the process that failed; leave now: tearing down a process group whose peer
+        # is gone can abort in native code ("terminate called ...") and turn this quiet exit into a second report
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(PEER_LOST)
     if not isinstance(e, PeerFailed):  # another process of the job printed the cause
         sys.stderr.write(f"innerloop: error: {e}\n")
     return 2

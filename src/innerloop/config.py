@@ -84,6 +84,9 @@ class InitConfig:
     std: float = 1e-4
     attenuate: bool = False
     attenuate_detach: bool = True
+    proto: bool = False
+    proto_head: str = ""
+    proto_detach: bool = False
 
 
 @dataclass
@@ -143,6 +146,9 @@ class ObjectiveConfig:
     kind: str = "final"
     msl_epochs: int = 15
     weights: str = "uniform"
+    inner_loss: str = "task"
+    metal_transductive: bool = True
+    metal_init: str = "zero"
 
 
 @dataclass
@@ -248,13 +254,18 @@ KEY_DOCS: dict[str, str] = {
     "init.scheme": "fixed: xavier or model (the model's own init); random: torch, xavier, kaiming or normal",
     "init.std": "random with scheme = normal: the standard deviation (>= 0)",
     "init.attenuate": "L2F: task-conditioned layer-wise attenuation of theta_0",
+    "init.proto": "Proto-MAML: each task's output layer starts at its support prototypes (weight 2 c_k, bias "
+                  "-||c_k||^2, from the un-adapted backbone); classification only",
+    "init.proto_head": "init.proto: the output layer's module name (empty: the model's last nn.Linear)",
+    "init.proto_detach": "init.proto: the prototypes are constants (default false: the query loss also trains the "
+                         "backbone through them, even under a first-order oracle)",
     "init.attenuate_detach": "L2F: the gradient embedding is a constant (L2F's code); false = the ALFA repository's "
                              "variant",
     # [rule]
-    "rule.kind": "how to step: sgd (fixed rate), lslr (learned per-step per-layer rates, MAML++), alfa (generated "
-                 "rate and weight decay) or lstm (coordinate-wise LSTM fine-tuner, LFT/L2O)",
-    "rule.lr": "inner learning rate: sgd's rate, lslr's and alfa's initial alpha0",
-    "rule.weight_decay": "alfa: beta0 starts at weight_decay * lr",
+    "rule.kind": "how to step: sgd (fixed rate), lslr (learned per-step per-layer rates), alfa (generated rate and "
+                 "decay), alfa_shared (alfa for any architecture) or lstm (LSTM fine-tuner, LFT/L2O)",
+    "rule.lr": "inner learning rate: sgd's rate, lslr's and alfa's initial alpha0, alfa_shared's initial rate",
+    "rule.weight_decay": "alfa, alfa_shared: the decay starts at weight_decay * lr",
     "rule.generator_layers": "alfa: layers of the hyperparameter generator",
     "rule.inputs": "alfa: the generator's input: both (layer means of weights and gradients), weights or gradients",
     "rule.alpha": "alfa: learning rate: adaptive (generated x learned), fixed (learned, not generated) or off "
@@ -264,13 +275,13 @@ KEY_DOCS: dict[str, str] = {
                               "(shared by steps)",
     "rule.beta_granularity": "alfa: one beta per step and layer, per step or per layer",
     "rule.per_param_decay": "alfa: a learned per-parameter weight decay (ALFA + random init); beta0 then starts at 1",
-    "rule.detach_grad_input": "alfa: the generator's gradient input is a constant (no second-order path through it)",
+    "rule.detach_grad_input": "alfa, alfa_shared: the generator's gradient input is a constant (no second-order path through it)",
     "rule.form": "alfa: paper (the authors' raw generator outputs) or robust (starts as LSLR; bounded multipliers, "
                  "rates and decay positive in log space, decay <= 1)",
-    "rule.bound": "alfa robust: the generated multipliers stay within [1/bound, bound] (> 1)",
+    "rule.bound": "alfa robust, alfa_shared: the generated multipliers stay within [1/bound, bound] (> 1)",
     "rule.schedule": "alfa: per_step (post-multipliers per step; past the trained steps the last is reused) or state "
                      "(one per layer; defined for any number of steps)",
-    "rule.hidden": "lstm: hidden units per layer (>= 1)",
+    "rule.hidden": "lstm: hidden units per layer; alfa_shared: the generator's width (>= 1)",
     "rule.layers": "lstm: stacked LSTM layers (>= 1)",
     "rule.preprocess": "lstm: gradient input: log_sign (L2L's LogAndSign) or none (the raw gradient)",
     "rule.log_k": "lstm: LogAndSign's k",
@@ -299,6 +310,11 @@ KEY_DOCS: dict[str, str] = {
                       "along the trajectory) or l2o (training loss along the trajectory)",
     "objective.msl_epochs": "msl: epochs over which the per-step weights anneal to the final step",
     "objective.weights": "lft / l2o: per-step weights: uniform, increasing or final (the last step only)",
+    "objective.inner_loss": "the loss the inner loop descends: task (the task loss) or metal (plus a meta-learned "
+                            "loss of the task state, one network per step: MeTAL; needs inner.order = second)",
+    "objective.metal_transductive": "metal: also a loss of the unlabelled query inputs' outputs (MeTAL's query term)",
+    "objective.metal_init": "metal: zero (the learned loss starts at 0: training starts from the task loss) or "
+                            "random (the authors' initialisation)",
     # [train]
     "train.iterations": "meta-training iterations (>= 0; 0 = an untrained baseline: evaluation only)",
     "train.meta_batch": "tasks per meta-update (>= 1)",
@@ -352,7 +368,7 @@ CHOICES = {
     "model.activation": ("relu", "tanh", "leaky_relu"),
     "init.kind": ("learned", "fixed", "random"),
     "init.scheme": ("xavier", "model", "torch", "kaiming", "normal"),
-    "rule.kind": ("sgd", "lslr", "alfa", "lstm"),
+    "rule.kind": ("sgd", "lslr", "alfa", "alfa_shared", "lstm"),
     "rule.preprocess": ("log_sign", "none"),
     "rule.output": ("additive", "rate"),
     "rule.generator_layers": (3, 2),
@@ -369,6 +385,8 @@ CHOICES = {
     "objective.weights": ("uniform", "increasing", "final"),
     "inner.order": ("second", "first"),
     "objective.kind": ("final", "msl", "lft", "l2o"),
+    "objective.inner_loss": ("task", "metal"),
+    "objective.metal_init": ("zero", "random"),
     "train.executor": ("auto", "vmap", "loop"),
     "train.dtype": ("float32", "float64"),
 }
@@ -560,7 +578,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.meta_lr must be > 0, got {tr.meta_lr}")
     if cfg.eval.tasks < 1 or cfg.eval.chunk < 1:
         raise ConfigError("eval.tasks and eval.chunk must be >= 1")
-    if cfg.init.kind in ("fixed", "random") and cfg.rule.kind == "sgd" and not cfg.init.attenuate and tr.iterations > 0:
+    if cfg.objective.inner_loss == "metal" and (
+            (cfg.oracle.kind == "autograd" and cfg.inner.order == "first") or (cfg.oracle.kind == "zo" and cfg.oracle.detach)):
+        raise ConfigError("objective.inner_loss = 'metal' learns through the inner gradients, which a first-order "
+                          "(or detached zo) oracle cuts: set inner.order = 'second' (or oracle.detach = false)")
+    if cfg.init.kind in ("fixed", "random") and cfg.rule.kind == "sgd" and not cfg.init.attenuate and tr.iterations > 0 \
+            and cfg.objective.inner_loss == "task":
         raise ConfigError(f"init.kind = '{cfg.init.kind}' with rule.kind = 'sgd' has nothing to meta-learn: use rule.kind = 'alfa' or 'lstm' (or train.iterations = 0 for an untrained baseline)")
     if cfg.init.kind == "fixed" and cfg.init.scheme not in ("xavier", "model"):
         raise ConfigError(f"init.scheme = '{cfg.init.scheme}' is for init.kind = 'random'; a fixed init takes 'xavier' or 'model'")
@@ -600,7 +623,7 @@ def validate(cfg: Config) -> None:
             )
         if len(set(t.sources) | set(t.eval_sources)) > 1 and cfg.rule.kind in ("alfa", "lslr"):
             raise ConfigError(f"rule.kind = '{cfg.rule.kind}' has per-layer meta-parameters for one architecture; "
-                              "incongruous sources need a shape-agnostic rule: 'lstm' or 'sgd'")
+                              "incongruous sources need a shape-agnostic rule: 'lstm', 'alfa_shared' or 'sgd'")
     if t.family in ("episodes", "incongruous", "uap"):
         if t.ways < 2:
             raise ConfigError(f"task.ways = {t.ways}: classification episodes need at least 2 classes")

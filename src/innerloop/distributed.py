@@ -209,7 +209,13 @@ def report_once(world: World, errors: list[str | None], mine: BaseException) -> 
 
 
 def leave() -> None:
-    """Leave the process group, if this process joined one."""
+    """Leave the process group, if this process joined one. Not while a collective failure is propagating: tearing
+    down a group whose peer is gone can abort the process in native code, and the error it carries would be lost."""
+    import sys
+
+    pending = sys.exc_info()[1]
+    if pending is not None and (isinstance(pending, PeerLost) or collective_failure(pending)):
+        return
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 

@@ -167,6 +167,13 @@ def run_finetune(args) -> dict:
         rule = frozen(load_shipped(args.tuner))
     else:
         rule = load_fine_tuner(args.run_dir)
+    if getattr(args, "lr", None) is not None:
+        if not hasattr(rule, "with_base_lr"):
+            raise UserError(f"--lr anchors a fine-tuner with a base rate (rule.kind = alfa_shared); this one "
+                            f"({type(rule).__name__}) has none: drop --lr")
+        if not args.lr > 0:
+            raise UserError(f"--lr {args.lr} must be > 0")
+        rule = frozen(rule.with_base_lr(args.lr))
     model = build_model(args.model)
     if args.weights:
         load_weights(model, args.weights)

@@ -150,24 +150,28 @@ def _in_order(opt_state: dict[str, Any], saved: list[str] | None, names: list[st
 
 
 class _CtrlC:
-    """The first Ctrl-C (SIGINT) asks training to stop after the current iteration with a checkpoint; a second one
-    stops at once (KeyboardInterrupt: the last checkpoint written is kept). Installed only for a single-process run
-    in the main thread whose SIGINT is Python's default; elsewhere Ctrl-C interrupts at once, as before."""
+    """The first Ctrl-C (SIGINT) or SIGTERM (``kill``, a job scheduler, a background run whose SIGINT is ignored)
+    asks training to stop after the current iteration with a checkpoint; a second one stops at once
+    (KeyboardInterrupt: the last checkpoint written is kept). Installed only for a single-process run in the main
+    thread, per signal only where its handler is the default one; elsewhere the signal acts at once, as before."""
 
-    def __init__(self, installed: bool):
+    def __init__(self, sigint: bool, sigterm: bool = False):
         import signal
 
-        self._set, self._previous = False, None
-        if installed:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+        self._set, self._previous = False, {}
+        for sig, on in ((signal.SIGINT, sigint), (signal.SIGTERM, sigterm)):
+            if on:
+                self._previous[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame) -> None:
+        import signal
         import sys
 
         if self._set:
             raise KeyboardInterrupt
         self._set = True
-        sys.stderr.write("\ninnerloop: Ctrl-C: finishing this iteration, then saving a checkpoint (Ctrl-C again to "
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        sys.stderr.write(f"\ninnerloop: {name}: finishing this iteration, then saving a checkpoint ({name} again to "
                          "stop at once, keeping the last checkpoint)\n")
 
     def is_set(self) -> bool:
@@ -176,17 +180,18 @@ class _CtrlC:
     def restore(self) -> None:
         import signal
 
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}
 
 
 def _catch_ctrl_c(world: distributed.World) -> _CtrlC:
     import signal
     import threading
 
-    return _CtrlC(world.size == 1 and threading.current_thread() is threading.main_thread()
-                  and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+    main = world.size == 1 and threading.current_thread() is threading.main_thread()
+    return _CtrlC(main and signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+                  main and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
 
 
 def _then(ck_path: Path) -> str:

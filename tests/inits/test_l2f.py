@@ -56,7 +56,7 @@ def meta_loss(meta, batch):
     losses = []
     for i in range(batch[0].shape[0]):
         xs, ys, xq, yq = (t[i] for t in batch)
-        p = meta._attenuate(meta.loop, dict(theta0), static, xs, ys)
+        p = meta._task_init(meta.loop, dict(theta0), static, xs, ys)
         losses.append(meta.loop.meta_loss(p, None, static, xs, ys, xq, yq, w)[0])
     return torch.stack(losses).mean()
 

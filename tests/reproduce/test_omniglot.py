@@ -17,7 +17,7 @@ def test_rows_cover_the_table_for_every_budget():
         rows = rows_for(budget, "cpu")
         assert {(r.method, f"{r.setting['ways']}w{r.setting['shots']}s") for r in rows} == {
             (m, s) for m in METHODS for s in SETTINGS}
-        assert len({r.id for r in rows}) == len(rows) == 15
+        assert len({r.id for r in rows}) == len(rows) == 24
         assert all(r.paper == PAPER.get((r.method, f"{r.setting['ways']}w{r.setting['shots']}s")) for r in rows)
     assert sum(r.paper is not None for r in rows_for("cpu", "cpu")) == 3  # MAML 98.7 / 99.9 / 95.8
 
@@ -27,13 +27,19 @@ def test_robust_alfa_rows_carry_their_form_and_schedule():
     assert row.config == "omniglot/alfa-maml" and row.method == "robust ALFA+MAML"
     assert 'rule.form="robust"' in row.overrides and 'rule.schedule="state"' in row.overrides
     assert "5w1s-alfa-maml" in {r.id for r in rows_for("cpu", "cpu")}  # the paper form keeps its id
+    (shared,) = [r for r in rows_for("cpu", "cpu") if r.id == "5w1s-alfa-maml-shared"]
+    assert 'rule.kind="alfa_shared"' in shared.overrides
+    metal = {r.id: r for r in rows_for("smoke", "cpu") if r.method.startswith("MeTAL")}
+    assert set(metal) == {f"{s}-metal{a}" for s in SETTINGS for a in ("", "-alfa")}
+    for r in metal.values():  # the learned loss needs second order, even where the budget trains first order
+        assert r.overrides[-1] == 'inner.order="second"' and 'inner.order="first"' in r.overrides
 
 
 def test_alfa_rows_test_with_their_trained_steps():
     # the paper budget tests MAML with 10 steps (the authors' code) but ALFA with the steps it trained
     for r in rows_for("paper", "cpu"):
         trained = r.setting["steps"]
-        assert r.setting["eval_steps"] == (trained if r.method.startswith("ALFA") else 10), r.id
+        assert r.setting["eval_steps"] == (trained if r.method.startswith(("ALFA", "MeTAL")) else 10), r.id
         assert f"eval.steps={r.setting['eval_steps']}" in r.overrides
         assert r.evals == {"longer": {"steps": LONGER_TEST_STEPS}} or r.setting["eval_steps"] == LONGER_TEST_STEPS
     # the cpu budget tests every method with the one trained step

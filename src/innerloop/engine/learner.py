@@ -127,7 +127,11 @@ class Learner:
         return functional_call(getattr(self._replica, "model", None) or self.model, params, (x,))
 
     def loss(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
-        loss = self._loss(self.forward(params, x), y)
+        return self.loss_of(self.forward(params, x), y, params)
+
+    def loss_of(self, out: Tensor, y: Tensor, params: Params) -> Tensor:
+        """The loss of outputs ``out`` (the model at ``params``) against ``y``, with the penalty of ``params``."""
+        loss = self._loss(out, y)
         return loss if self.penalty is None else loss + self.penalty(params)
 
     @property

@@ -60,6 +60,8 @@ class MetaLearner(nn.Module):
         attenuator: nn.Module | None = None,
         compile: bool = False,
         workers: int = 1,
+        inner_loss: nn.Module | None = None,
+        proto_head: nn.Module | None = None,
     ):
         super().__init__()
         if steps < 1:
@@ -114,7 +116,19 @@ class MetaLearner(nn.Module):
         if attenuator is not None and checkpoint:
             raise ConfigError("L2F attenuation (init.attenuate) is not supported with train.checkpoint_unroll: set it to 0")
         self.attenuator = attenuator
-        self.loops = {f: InnerLoop(l, rule, self.oracle) for f, l in learners.items()}
+        if inner_loss is not None and len(learners) > 1:
+            raise ConfigError("a learned inner loss (objective.inner_loss = 'metal') is built for one architecture "
+                              "(it reads each layer's mean): use one task family, or objective.inner_loss = 'task'")
+        if inner_loss is not None and checkpoint:
+            raise ConfigError("a learned inner loss (objective.inner_loss = 'metal') is not supported with "
+                              "train.checkpoint_unroll: set it to 0")
+        self.inner_loss = inner_loss  # meta-parameters like the rule's (None: the task loss alone)
+        if proto_head is not None and len(learners) > 1:
+            raise ConfigError("init.proto (Proto-MAML) builds the head of one architecture: use one task family")
+        if proto_head is not None and checkpoint:
+            raise ConfigError("init.proto (Proto-MAML) is not supported with train.checkpoint_unroll: set it to 0")
+        self.proto_head = proto_head  # Proto-MAML: each task's output layer starts at its support prototypes
+        self.loops = {f: InnerLoop(l, rule, self.oracle, inner_loss) for f, l in learners.items()}
         self.loop = self.loops[next(iter(learners))]
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
@@ -154,9 +168,13 @@ class MetaLearner(nn.Module):
     def _count(tasks) -> int:
         return len(tasks) if is_ragged(tasks) else tasks[0].shape[0]
 
-    def _attenuate(self, loop: InnerLoop, params: Params, static: Params, x: Tensor, y: Tensor,
+    def _task_init(self, loop: InnerLoop, params: Params, static: Params, x: Tensor, y: Tensor,
                    key: TaskKey | None = None) -> Params:
-        """L2F: scale theta_0 layer-wise by gamma(mean support gradient at theta_0) (spec section 5)."""
+        """The task's theta_0 from the shared one and its support set: Proto-MAML's head from the support
+        prototypes (:mod:`innerloop.inits.proto`), then L2F's layer-wise attenuation by gamma(mean support gradient
+        at theta_0) (spec section 5); unchanged without either."""
+        if self.proto_head is not None:
+            params = self.proto_head(loop.learner, params, static, x, y)
         if self.attenuator is None:
             return params
         _, grads, _ = self.oracle(loop.support_loss_fn(static, x, y), params,
@@ -285,7 +303,7 @@ class MetaLearner(nn.Module):
             key = None if idx is None else TaskKey(idx, salt)
             x_in, y_in, x_m, y_m = objective.split(xs, ys, xq, yq)
             if start == 0:
-                params = self._attenuate(loop, params, {**static, **(stat or {})}, x_in, y_in, key)
+                params = self._task_init(loop, params, {**static, **(stat or {})}, x_in, y_in, key)
             return loop.meta_loss(params, state, {**static, **(stat or {})}, x_in, y_in, x_m, y_m, weights, start,
                                   key)
 
@@ -360,7 +378,7 @@ class MetaLearner(nn.Module):
         return family
 
     def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None, seed: int = 0,
-              family: str | None = None) -> Adapted:
+              family: str | None = None, query_x: Tensor | None = None) -> Adapted:
         """Adapt to one task from its support set: the initialisation (learned, fixed or a fresh random draw from
         ``seed``), L2F's attenuation if any, then ``steps`` (default: the meta-training ``inner.steps``) steps of
         the rule with the oracle's gradients. Returns an :class:`~innerloop.engine.adapt.Adapted` with
@@ -368,7 +386,8 @@ class MetaLearner(nn.Module):
 
         ``support_x`` / ``support_y`` are one task's examples (no task dimension); classification labels are
         0 .. ways-1. They are moved to the meta-learner's device and floating dtype. A loaded run
-        (:func:`innerloop.load`) takes its test-time steps (``eval.steps``) by default."""
+        (:func:`innerloop.load`) takes its test-time steps (``eval.steps``) by default. ``query_x``: the unlabelled
+        inputs to be predicted, read by a transductive learned inner loss (MeTAL; as evaluation does), else unused."""
         family = self._family(family)
         learner, loop = self.learners[family], self.loops[family]
         steps = getattr(self, "test_steps", self.steps) if steps is None else int(steps)
@@ -377,6 +396,8 @@ class MetaLearner(nn.Module):
         ref = next(iter(learner.model.parameters()))
         x = support_x.to(ref.device, ref.dtype if support_x.is_floating_point() else support_x.dtype)
         y = support_y.to(ref.device, ref.dtype if support_y.is_floating_point() else support_y.dtype)
+        xq = None if query_x is None else query_x.to(ref.device, ref.dtype if query_x.is_floating_point() else
+                                                     query_x.dtype)
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             salt = self._salt()
@@ -388,9 +409,9 @@ class MetaLearner(nn.Module):
             else:
                 params = {k: v.detach() for k, v in shared.items()}
                 stat = {k: v.detach() for k, v in static.items()}
-            params = self._attenuate(loop, params, stat, x, y, key)
+            params = self._task_init(loop, params, stat, x, y, key)
             state = self.rule.init_state(params)
-            params, state, _, losses = loop.run(params, state, stat, x, y, 0, steps, key)
+            params, state, _, losses = loop.run(params, state, stat, x, y, 0, steps, key, x_query=xq)
         merged = {**stat, **params}
         ordered = {n: merged[n].detach() for n, _ in learner.model.named_parameters()}
         return Adapted(learner, ordered, steps, [float(v) for v in losses])
@@ -490,12 +511,12 @@ class MetaLearner(nn.Module):
             key = None if idx is None else TaskKey(idx, salt)
             # test-time fine-tuning sees only the support set, whatever the meta-objective merged in training
             x_in, y_in = xs, ys
-            params = self._attenuate(loop, params, stat, x_in, y_in, key)
+            params = self._task_init(loop, params, stat, x_in, y_in, key)
             state = self.rule.init_state(params)
             out, done, infos = [], 0, []
             extra: dict[str, list[Tensor]] = {k: [] for k in [*learner.extra_metrics, *learner.query_metrics]}
             for m in marks:
-                params, state, inf, _ = loop.run(params, state, stat, x_in, y_in, done, m, key)
+                params, state, inf, _ = loop.run(params, state, stat, x_in, y_in, done, m, key, x_query=xq)
                 infos += inf
                 done = m
                 query_out = learner.forward({**stat, **params}, xq)

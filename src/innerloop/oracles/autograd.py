@@ -57,8 +57,11 @@ class AutogradOracle:
         enabled = torch.is_grad_enabled()
         keep = enabled and self.order == "second"
         with contextlib.nullcontext() if enabled else torch.enable_grad():
-            leaves = params if keep and all(v.requires_grad for v in params.values()) else \
-                {k: v if keep and v.requires_grad else v.detach().requires_grad_() for k, v in params.items()}
+            # second order: each tensor through a fresh alias, so its gradient is the partial derivative even when
+            # one input is computed from another (Proto-MAML's head is a function of the backbone's theta_0:
+            # autograd.grad with respect to the backbone itself would also count the path through the head)
+            leaves = {k: v.view_as(v) if keep and v.requires_grad else v.detach().requires_grad_()
+                      for k, v in params.items()}
             loss = loss_fn(leaves)
             grads = torch.autograd.grad(loss, list(leaves.values()), create_graph=keep, materialize_grads=True)
         if not keep:

@@ -18,10 +18,16 @@ PAPER = {("MAML", "5w1s"): 98.7, ("MAML", "5w5s"): 99.9, ("MAML", "20w1s"): 95.8
 PAPER_CI = {("MAML", "5w1s"): 0.4, ("MAML", "5w5s"): 0.1, ("MAML", "20w1s"): 0.3}
 SETTINGS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1)}
 METHODS = {"MAML": "omniglot/maml", "ALFA+MAML": "omniglot/alfa-maml", "ALFA+Random": "omniglot/alfa-random",
-           "MAML+L2F": "omniglot/maml-l2f", "robust ALFA+MAML": "omniglot/alfa-maml"}
+           "MAML+L2F": "omniglot/maml-l2f", "robust ALFA+MAML": "omniglot/alfa-maml",
+           "shared ALFA+MAML": "omniglot/alfa-maml", "MeTAL": "omniglot/metal", "MeTAL+ALFA": "omniglot/metal-alfa"}
 #: a method's overrides on top of its config: robust ALFA (issue 24) starts as LSLR, bounded multipliers, and one
 #: post-multiplier per layer for every step (defined past the trained steps)
-METHOD_OVERRIDES = {"robust ALFA+MAML": ['rule.form="robust"', 'rule.schedule="state"']}
+METHOD_OVERRIDES = {"robust ALFA+MAML": ['rule.form="robust"', 'rule.schedule="state"'],
+                    # transferable ALFA: one generator for every tensor (rules/alfa_shared.py); its run is the source
+                    # of benchmarks/alfa_transfer.py (the same rule applied unchanged to other architectures)
+                    "shared ALFA+MAML": ['rule.kind="alfa_shared"'],
+                    # MeTAL's learned inner loss learns through the inner gradients: second order in every budget
+                    "MeTAL": ['inner.order="second"'], "MeTAL+ALFA": ['inner.order="second"']}
 
 #: per budget and setting: filters, meta-batch, iterations, inner steps and rate (training), test steps,
 #: order, training queries per class. ``paper`` is the MAML paper's Omniglot protocol (5-way: 1 step at 0.4,
@@ -56,9 +62,9 @@ LONGER_TEST_STEPS = 5
 
 
 def eval_steps(method: str, protocol: dict[str, Any]) -> int:
-    """Test steps of a row: the protocol's, except ALFA rows, which test with the steps they were trained
-    for (ALFA trains and tests with the same S; its schedule past S is not defined)."""
-    return protocol["steps"] if method.startswith("ALFA") else protocol["eval_steps"]
+    """Test steps of a row: the protocol's, except ALFA and MeTAL rows, which test with the steps they were trained
+    for (ALFA and MeTAL train and test with the same S; their per-step networks past S are not defined)."""
+    return protocol["steps"] if method.startswith(("ALFA", "MeTAL")) else protocol["eval_steps"]
 
 
 def row_id(setting: str, method: str) -> str:
@@ -152,6 +158,16 @@ def write_markdown(out: Path, results: list[dict[str, Any]], budget: str, info: 
     for method in shown:
         cells = [_fmt(_at_steps(by.get((method, s)), LONGER_TEST_STEPS)) for s in SETTINGS]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    if "shared ALFA+MAML" in shown:
+        lines += ["", "*shared ALFA+MAML* (issue 24): `rule.kind = \"alfa_shared\"`, one generator for every tensor fed "
+                  "per-tensor statistics, so its meta-parameters fit any architecture (`benchmarks/alfa_transfer.py` "
+                  "applies this row's rule to other models)."]
+    if "MeTAL" in shown or "MeTAL+ALFA" in shown:
+        lines += ["", "*MeTAL*, *MeTAL+ALFA* (issue 24): MAML / ALFA+MAML with MeTAL's learned inner loss "
+                  "(`objective.inner_loss = \"metal\"`, `objectives/learned_loss.py`): the inner loop descends the "
+                  "task loss plus a meta-learned loss of the task state and, transductively, of the unlabelled query "
+                  "outputs; its last layers start at zero, so training starts from the plain loss. Second order in "
+                  "every budget (the learned loss learns through the inner gradients)."]
     if "robust ALFA+MAML" in shown:
         lines += ["", "*robust ALFA+MAML* (issue 24): `rule.form = \"robust\"` (the generator's last layer starts at zero, "
                   "so training starts from LSLR exactly; generated multipliers within [1/2, 2], post-multipliers in log space; decay in [0, 1]) and "

@@ -6,9 +6,10 @@ function of tensors, so the same rule runs under ``torch.func.vmap`` and in a pe
 
 from innerloop.rules.adam import Adam
 from innerloop.rules.alfa import ALFA
+from innerloop.rules.alfa_shared import SharedALFA
 from innerloop.rules.base import UpdateRule
 from innerloop.rules.lslr import PerStepLayerLR
 from innerloop.rules.lstm import CoordinateLSTM
 from innerloop.rules.sgd import SGD
 
-__all__ = ["UpdateRule", "SGD", "Adam", "PerStepLayerLR", "ALFA", "CoordinateLSTM"]
+__all__ = ["UpdateRule", "SGD", "Adam", "PerStepLayerLR", "ALFA", "SharedALFA", "CoordinateLSTM"]
