@@ -70,8 +70,11 @@ def data_root(tmp_path_factory):
 
 
 def test_every_table_row_has_a_config():
-    # Table 1: 2 datasets x 2 backbones x 2 shots x 6 methods; Table 2: 2 backbones x 5; Table 4: 2 shots x 2
-    assert len(ALFA_CONFIGS) == 48 + 10 + 4
+    # Table 1: 2 datasets x 2 backbones x 2 shots x 6 methods; Table 2: 2 backbones x 5; Table 4: 2 shots x 2;
+    # MeTAL and MeTAL+ALFA on Table 1's miniImageNet layouts: 2 backbones x 2 shots x 2
+    assert len(ALFA_CONFIGS) == 48 + 10 + 4 + 8
+    metal = [n for n in ALFA_CONFIGS if "-metal" in n]
+    assert len(metal) == 8 and all(config.load(n).objective.inner_loss == "metal" for n in metal)
 
 
 @pytest.mark.parametrize("name", ALFA_CONFIGS)

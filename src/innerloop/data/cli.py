@@ -1,4 +1,5 @@
-"""``innerloop data download NAME --root DIR`` and ``innerloop data prepare NAME --root DIR``.
+"""``innerloop data download NAME --root DIR``, ``innerloop data prepare NAME --root DIR`` and
+``innerloop data to-records SOURCE... --out DIR`` (Meta-Dataset records, :mod:`innerloop.data.metadataset.convert`).
 
 Wire into the main parser with ``register(subparsers)``; the parsed arguments go to ``main(args)``
 (also set as ``args.func``), which returns the exit code: 0, or 2 after printing a one-line
@@ -18,12 +19,13 @@ from innerloop.errors import ConfigError, UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``data`` command (with ``download`` and ``prepare``) to ``subparsers``."""
+    """Add the ``data`` command (with ``download``, ``prepare`` and ``to-records``) to ``subparsers``."""
     from innerloop.data import READERS
 
     names = ", ".join(READERS)
     p = subparsers.add_parser("data", help="download datasets and build their decoded caches",
-                              description="Download datasets (checksum-verified) and build their decoded caches.")
+                              description="Download datasets (checksum-verified), build their decoded caches, or "
+                                          "write them as Meta-Dataset records.")
     sub = p.add_subparsers(dest="data_command", required=True)
 
     d = sub.add_parser("download", help="download a dataset, verify its SHA-256 and extract it safely")
@@ -44,6 +46,22 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     r.add_argument("--cache-dir", default=None, help="cache folder (default: $INNERLOOP_CACHE or ~/.cache/innerloop)")
     r.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="reader option, e.g. image_size=84 or rotations=false (VALUE is JSON, else a string)")
+
+    m = sub.add_parser("to-records", help="write omniglot/mnist/cifar10 as Meta-Dataset records (one TFRecord "
+                                          "file per class + dataset_spec.json)")
+    m.add_argument("sources", nargs="+", metavar="SOURCE", help="omniglot, mnist, cifar10, or all")
+    m.add_argument("--out", required=True, help="records folder: each source goes to OUT/<source>/")
+    m.add_argument("--data", default=None,
+                   help="folder holding omniglot/, mnist/, cifar10/ (default: $INNERLOOP_DATA)")
+    m.add_argument("--max-classes", type=int, default=None,
+                   help="keep the first N classes (Omniglot: per alphabet), for a small conversion")
+    m.add_argument("--max-images", type=int, default=None, help="keep the first N images per class")
+    m.add_argument("--flat-split", default=None, metavar="TRAIN,VALID,TEST",
+                   help="class counts per split for mnist/cifar10 (default 0,0,10: test-only, as in the extended "
+                        "Meta-Dataset)")
+    m.add_argument("--images", default="test", choices=("test", "all"),
+                   help="mnist/cifar10 images to use: the test split (default) or train and test")
+    m.add_argument("--force", action="store_true", help="replace an existing OUT/<source>/ records folder")
     p.set_defaults(func=main)
     return p
 
@@ -107,13 +125,32 @@ def _prepare(args: argparse.Namespace) -> None:
               f"{how} in {seconds:.2f} s -> {entry}", flush=True)
 
 
+def _flat_split(value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise ConfigError(f"--flat-split {value!r}: write three class counts TRAIN,VALID,TEST, e.g. 5,2,3") from None
+
+
+def _to_records(args: argparse.Namespace) -> None:
+    from innerloop.data.metadataset import convert
+
+    convert.convert_all(args.sources, args.out, data=args.data, max_classes=args.max_classes,
+                        max_images=args.max_images, flat_split=_flat_split(args.flat_split), images=args.images,
+                        force=args.force, log=lambda line: print(line, flush=True))
+
+
 def main(args: argparse.Namespace) -> int:
-    """Run ``innerloop data download|prepare``; 0 on success, 2 after a one-line error."""
+    """Run ``innerloop data download|prepare|to-records``; 0 on success, 2 after a one-line error."""
     try:
         if args.data_command == "download":
             _download(args)
         elif args.data_command == "prepare":
             _prepare(args)
+        elif args.data_command == "to-records":
+            _to_records(args)
         else:  # pragma: no cover - argparse enforces the choice
             raise ConfigError(f"unknown data command {args.data_command!r}")
     except UserError as e:
