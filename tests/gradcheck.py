@@ -35,3 +35,14 @@ def tanh_mlp(theta: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         if li < 2:
             h = torch.tanh(h)
     return h
+
+
+def class_batch(n_tasks: int = 2, shots: int = 2, query: int = 3, seed: int = 1, ways: int = 3,
+                features: int = 4) -> tuple[torch.Tensor, ...]:
+    """A float64 classification meta-batch ``(xs, ys, xq, yq)`` of random inputs, labels class by class."""
+    g = torch.Generator().manual_seed(seed)
+    xs = torch.randn(n_tasks, ways * shots, features, generator=g, dtype=torch.float64)
+    xq = torch.randn(n_tasks, ways * query, features, generator=g, dtype=torch.float64)
+    ys = torch.arange(ways).repeat_interleave(shots).repeat(n_tasks, 1)
+    yq = torch.arange(ways).repeat_interleave(query).repeat(n_tasks, 1)
+    return xs, ys, xq, yq

@@ -14,18 +14,10 @@ from innerloop.objectives.learned_loss import LearnedInnerLoss, normalise
 from innerloop.oracles import AutogradOracle
 from innerloop.rules import ALFA, SGD
 from innerloop.train import train
-from tests.gradcheck import directional_checks
+from tests.gradcheck import class_batch, directional_checks
 
 WAYS = 3
 
-
-def class_batch(n_tasks=2, shots=2, query=3, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    xs = torch.randn(n_tasks, WAYS * shots, 4, generator=g, dtype=torch.float64)
-    xq = torch.randn(n_tasks, WAYS * query, 4, generator=g, dtype=torch.float64)
-    ys = torch.arange(WAYS).repeat_interleave(shots).repeat(n_tasks, 1)
-    yq = torch.arange(WAYS).repeat_interleave(query).repeat(n_tasks, 1)
-    return xs, ys, xq, yq
 
 
 def make(rule_kind="sgd", init="random", transductive=True, steps=2, executor="loop", classification=True,
