@@ -57,6 +57,14 @@ def missing(cfg) -> str | None:
     from innerloop.data import reader
     from innerloop.errors import UserError
 
+    if cfg.task.family == "records":  # Meta-Dataset record folders under task.records / $INNERLOOP_RECORDS
+        import os
+
+        root = Path(cfg.task.records or os.environ.get("INNERLOOP_RECORDS", "") or "/nonexistent")
+        absent = [s for s in dict.fromkeys([*cfg.task.sources, *cfg.task.eval_sources])
+                  if not (root / s / "dataset_spec.json").is_file()]
+        return f"Meta-Dataset records of {' and '.join(absent[:2])}{' and more' if len(absent) > 2 else ''}" \
+            if absent else None
     lacking: list[str] = []
     for dataset, root, split in required_data(cfg):
         if dataset in lacking:

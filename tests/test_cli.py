@@ -80,7 +80,7 @@ def test_testing_past_the_trained_steps_is_one_line_note(tmp_path):
         (["--set", "nosection"], "section.key=value"),
         (["--set", "task.shots=0"], "task.shots"),
         (["--set", "train.iteratons=3"], "unknown key 'train.iteratons' in --set; did you mean 'train.iterations'?"),
-        (["--set", "task.ways=10000"], 'task.ways applies to task.family = "episodes", "incongruous" or "uap"'),
+        (["--set", "task.ways=10000"], 'task.ways applies to task.family = "episodes", "records", "incongruous" or "uap"'),
     ],
 )
 def test_bad_config_is_one_line_exit_2(tmp_path, args, fragment):

@@ -321,5 +321,5 @@ def test_family_check_names_the_file_that_sets_the_key(tmp_path, capsys):
         config.load(str(path))
     assert main(["configs", "sinusoid/maml", "--set", "task.ways=10000"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ['innerloop: error: task.ways applies to task.family = "episodes", "incongruous" or "uap", but this '
+    assert err == ['innerloop: error: task.ways applies to task.family = "episodes", "records", "incongruous" or "uap", but this '
                    'config has task.family = "sinusoid": remove task.ways from --set (or change task.family)']

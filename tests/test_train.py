@@ -232,3 +232,18 @@ def test_periodic_evaluation_records_training_time_and_can_stop_training(tmp_pat
     assert whole["iterations"] == 12
     a, b = final_params(tmp_path / "run"), final_params(tmp_path / "whole")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_staircase_meta_rate_decay_is_a_function_of_the_iteration(tmp_path):
+    """train.lr_decay_every / lr_decay_rate (Meta-Dataset's staircase): rate x 0.5 every 4 iterations, and a
+    resumed run decays exactly as an uninterrupted one."""
+    decay = ["train.lr_decay_every=4", "train.lr_decay_rate=0.5", "train.meta_lr=0.002"]
+    train(cfg(*decay), tmp_path / "full", progress=False)
+    state = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.002 * 0.5 ** (11 // 4))
+    train(config.load("sinusoid/alfa-maml", FAST + decay + ["train.iterations=6"]), tmp_path / "part", progress=False)
+    train(cfg(*decay), tmp_path / "part", resume=True, progress=False)
+    a, b = final_params(tmp_path / "full"), final_params(tmp_path / "part")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(Exception, match="lr_decay_rate"):
+        cfg("train.lr_decay_rate=1.5")

@@ -133,8 +133,41 @@ def _source_tasks(cfg: Config, source: str, held_out: bool = False) -> EpisodeTa
                         relabel=t.family != "uap")
 
 
+def records_root(cfg: Config) -> str:
+    """``task.records``, else ``$INNERLOOP_RECORDS``; a one-line error naming the converter otherwise."""
+    root = cfg.task.records or os.environ.get("INNERLOOP_RECORDS", "")
+    if not root:
+        raise ConfigError("no Meta-Dataset records folder: set task.records (or $INNERLOOP_RECORDS) to the folder "
+                          "holding one folder per source; write them with `innerloop data to-records omniglot mnist "
+                          "cifar10 --out DIR`")
+    return root
+
+
+NORMALIZE = {"none": (None, None), "imagenet": (IMAGENET_MEAN, IMAGENET_STD), "signed": ((0.5,) * 3, (0.5,) * 3)}
+
+
+def _normalization(cfg: Config, channels: int):
+    mean, std = NORMALIZE[cfg.task.normalize]
+    return (None, None) if mean is None else (mean[:channels], std[:channels])
+
+
+def build_record_tasks(cfg: Config):
+    """``task.family = "records"``: Meta-Dataset episodes of the record folders ``task.sources`` (training) and
+    ``task.eval_sources`` (testing) under :func:`records_root` (0 ways / shots / query = variable)."""
+    from innerloop.tasks.records import RecordTasks
+
+    t = cfg.task
+    mean, std = _normalization(cfg, t.channels)
+    return RecordTasks(records_root(cfg), t.sources, t.eval_sources or t.sources, ways=t.ways or None,
+                       shots=t.shots or None, query=t.query or None, max_ways=t.max_ways,
+                       image_size=t.image_size or 84, channels=t.channels, mean=mean, std=std,
+                       max_support_set_size=t.max_support, max_num_query=t.max_query)
+
+
 def build_tasks(cfg: Config) -> SinusoidTasks | EpisodeTasks | TaskMixture:
     t = cfg.task
+    if t.family == "records":
+        return build_record_tasks(cfg)
     if t.family in ("incongruous", "uap"):
         names = list(dict.fromkeys([*t.sources, *t.eval_sources]))
         held = {n: _source_tasks(cfg, n, held_out=True) for n in names
@@ -147,7 +180,7 @@ def build_tasks(cfg: Config) -> SinusoidTasks | EpisodeTasks | TaskMixture:
             test = _load(cfg, t.eval_dataset, t.eval_root, t.eval_split)
         else:
             test = _load(cfg, t.dataset, t.root, t.eval_split)
-        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if t.normalize == "imagenet" else (None, None)
+        mean, std = _normalization(cfg, train.images.shape[1])
         return EpisodeTasks(train, t.ways, t.shots, t.query, test, t.eval_query, mean, std)
     return SinusoidTasks(
         shots=t.shots, query=t.query, amplitude=tuple(t.amplitude), frequency=tuple(t.frequency),
@@ -167,6 +200,11 @@ def spec_of(tasks) -> dict:
         return {"sources": {n: spec_of(src) for n, src in tasks.sources.items()}}
     if isinstance(tasks, EpisodeTasks):
         return {"image_shape": [int(v) for v in tasks.image_shape], "ways": int(tasks.ways)}
+    from innerloop.tasks.records import RecordTasks
+
+    if isinstance(tasks, RecordTasks):  # outputs for the most classes an episode may have; fewer are masked
+        return {"image_shape": [int(v) for v in tasks.image_shape], "ways": int(tasks.ways or tasks.max_ways),
+                "variable_ways": tasks.ways is None}
     return {}
 
 
@@ -189,6 +227,9 @@ def model_spec(cfg: Config) -> dict:
         h, w = (size, size) if isinstance(size, int) else size
         return {"image_shape": [CHANNELS[dataset], h, w], "ways": t.ways}
 
+    if t.family == "records":
+        size = t.image_size or 84
+        return {"image_shape": [t.channels, size, size], "ways": t.ways or t.max_ways, "variable_ways": not t.ways}
     if t.family in ("incongruous", "uap"):
         specs = {n: image(n) for n in dict.fromkeys([*t.sources, *t.eval_sources])}
         return None if None in specs.values() else {"sources": specs}
@@ -229,7 +270,7 @@ def build_eval_tasks(cfg: Config, spec: dict | None = None) -> SinusoidTasks | E
     if shape is not None and spec.get("ways") is not None and t.ways != spec["ways"]:
         raise ConfigError(f"the run's model outputs {spec['ways']} classes: evaluate {spec['ways']}-way tasks, not "
                           f"{t.ways}-way")
-    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if t.normalize == "imagenet" else (None, None)
+    mean, std = _normalization(cfg, data.images.shape[1])
     return EpisodeTasks(data, t.ways, t.shots, 1, data, t.eval_query, mean, std)
 
 
@@ -387,7 +428,8 @@ def build_meta(cfg: Config, spec: dict) -> MetaLearner:
         learner_arg, init_arg = learners, inits
     else:
         model, loss = build_model(cfg, spec)
-        learner = Learner(model, loss, adapt_norm=cfg.model.adapt_norm)
+        learner = Learner(model, loss, adapt_norm=cfg.model.adapt_norm,
+                          variable_ways=bool(spec.get("variable_ways")))
         models, learner_arg, init_arg = {"model": model}, learner, build_init(cfg, model)
         rule = build_rule(cfg, learner, model)
         learners = {"model": learner}

@@ -104,8 +104,9 @@ def _parser() -> argparse.ArgumentParser:
                         "default: one process)")
 
     r = sub.add_parser("reproduce", help="train and evaluate a paper table")
-    r.add_argument("name", help="alfa-sinusoid | lft-sinusoid | omniglot | lft-uap | lft-classification")
-    r.add_argument("--budget", default="smoke", help="smoke | paper (sinusoid); smoke | cpu | paper (omniglot); smoke | cpu (lft-uap); smoke | cpu | paper (lft-classification)")
+    r.add_argument("name", help="alfa-sinusoid | lft-sinusoid | omniglot | lft-uap | lft-classification | "
+                   "alfa-meta-dataset | meta-dataset-mini")
+    r.add_argument("--budget", default="smoke", help="smoke | paper (sinusoid); smoke | cpu | paper (omniglot); smoke | cpu (lft-uap); smoke | cpu | paper (lft-classification); smoke | paper (alfa-meta-dataset); smoke | cpu (meta-dataset-mini)")
     r.add_argument("--data", default=None, help="folder holding the datasets (e.g. omniglot/); default $INNERLOOP_DATA")
     r.add_argument("--out", required=True)
     r.add_argument("--jobs", type=int, default=1, help="rows trained in parallel processes")

@@ -60,6 +60,11 @@ class TaskConfig:
     frequency: list[float] = field(default_factory=lambda: [0.8, 1.2])
     phase: list[float] = field(default_factory=lambda: [0.0, math.pi])
     x_range: list[float] = field(default_factory=lambda: [-5.0, 5.0])
+    records: str = ""
+    max_ways: int = 50
+    max_support: int = 500
+    max_query: int = 10
+    channels: int = 3
 
 
 @dataclass
@@ -158,6 +163,8 @@ class TrainConfig:
     iterations: int = 70000
     meta_batch: int = 25
     meta_lr: float = 1e-3
+    lr_decay_every: int = 0
+    lr_decay_rate: float = 1.0
     seed: int = 0
     epoch_length: int = 500
     log_every: int = 100
@@ -210,12 +217,14 @@ class Config:
 #: key reference); a test checks that it covers every dataclass field and nothing else.
 KEY_DOCS: dict[str, str] = {
     # [task]
-    "task.family": "the tasks: sinusoid regression, N-way K-shot image episodes, incongruous (LFT: several "
-                   "sources, image or sinusoid, each its own model) or uap (LFT: universal adversarial perturbations)",
-    "task.shots": "support examples per task: points per sinusoid, images per class for image tasks (>= 1)",
-    "task.query": "query examples per task during meta-training (per class for image tasks; >= 1)",
+    "task.family": "sinusoid regression, episodes (N-way K-shot images), records (Meta-Dataset), incongruous (LFT: "
+                   "sources with their own models) or uap (LFT: universal perturbations)",
+    "task.shots": "support examples per task: points per sinusoid, images per class for image tasks (>= 1; records: "
+                  "0 = variable)",
+    "task.query": "query examples per task during meta-training (per class for image tasks; >= 1; records: 0 = "
+                  "variable, train and test)",
     "task.eval_query": "query examples per evaluation task (per class for image tasks; >= 1)",
-    "task.ways": "classes per episode, N-way (>= 2)",
+    "task.ways": "classes per episode, N-way (>= 2; records: 0 = variable, Meta-Dataset's draw)",
     "task.dataset": "image dataset: omniglot, mnist, cifar10, miniimagenet, tieredimagenet, cub or folder "
                     "(a folder of class folders; see innerloop data)",
     "task.root": "the dataset's folder; \"\" = $INNERLOOP_DATA/<dataset>",
@@ -225,9 +234,10 @@ KEY_DOCS: dict[str, str] = {
     "task.eval_root": "task.eval_dataset's folder; \"\" = $INNERLOOP_DATA/<eval_dataset>",
     "task.image_size": "image side in pixels; 0 = the dataset's default (Omniglot 28, miniImageNet 84, ...)",
     "task.rotations": "Omniglot: its 90/180/270-degree rotations are extra classes",
-    "task.normalize": "input normalisation: none, or imagenet (ALFA's miniImageNet mean and std)",
-    "task.sources": "meta-training sources (mnist, cifar10; incongruous also omniglot, sinusoid), each with its own "
-                    "base learner or perturbation",
+    "task.normalize": "input normalisation: none, imagenet (ALFA's miniImageNet mean and std) or signed (2 x - 1, "
+                      "Meta-Dataset's)",
+    "task.sources": "training sources: mnist, cifar10 (incongruous also omniglot, sinusoid) with their own models; "
+                    "records: record folders under task.records",
     "task.eval_sources": "evaluation sources; [] = task.sources",
     "task.holdout_classes": "mnist/cifar10 sources: these class ids never appear in meta-training and are the only "
                             "classes of the test tasks (held-out problems); [] = every class in both",
@@ -239,6 +249,12 @@ KEY_DOCS: dict[str, str] = {
     "task.frequency": "frequency range [low, high] (w)",
     "task.phase": "phase range [low, high] in radians (phi)",
     "task.x_range": "input range [low, high] of the points",
+    "task.records": "folder holding one Meta-Dataset record folder per source (innerloop data to-records); \"\" = "
+                    "$INNERLOOP_RECORDS",
+    "task.max_ways": "records: the model's outputs, the most classes an episode may have (Meta-Dataset: 50)",
+    "task.max_support": "records, variable shots: the largest support set (Meta-Dataset: 500)",
+    "task.max_query": "records, variable query: the most query images per class (Meta-Dataset: 10)",
+    "task.channels": "records: image channels, 3 (RGB; grayscale replicated) or 1 (grayscale)",
     # [model]
     "model.name": "base learner: mlp, conv4 (4-CONV), resnet12 (ALFA's) or lenet5; the image models need image tasks",
     "model.hidden": "mlp: hidden layer sizes (each >= 1)",
@@ -319,6 +335,9 @@ KEY_DOCS: dict[str, str] = {
     "train.iterations": "meta-training iterations (>= 0; 0 = an untrained baseline: evaluation only)",
     "train.meta_batch": "tasks per meta-update (>= 1)",
     "train.meta_lr": "Adam's meta learning rate (> 0)",
+    "train.lr_decay_every": "staircase decay of the meta learning rate: times lr_decay_rate every this many iterations "
+                            "(0 = off; Meta-Dataset's)",
+    "train.lr_decay_rate": "factor of each staircase decay, in (0, 1]",
     "train.seed": "seed of the training tasks, initialisations and random directions",
     "train.epoch_length": "iterations per epoch (the msl schedule)",
     "train.log_every": "iterations per metrics.jsonl line (>= 1)",
@@ -351,9 +370,11 @@ MIXTURE_SOURCES = ("mnist", "cifar10", "omniglot", "sinusoid")
 #: error (:func:`check_family`).
 APPLIES_TO: dict[str, tuple[str, ...]] = {
     **{f"task.{k}": ("episodes",) for k in ("dataset", "root", "train_split", "eval_split", "eval_dataset",
-                                            "eval_root", "image_size", "rotations", "normalize")},
-    "task.ways": ("episodes", "incongruous", "uap"),
-    **{f"task.{k}": ("incongruous", "uap") for k in ("sources", "eval_sources")},
+                                            "eval_root", "rotations")},
+    **{f"task.{k}": ("episodes", "records") for k in ("image_size", "normalize")},
+    **{f"task.{k}": ("records",) for k in ("records", "max_ways", "max_support", "max_query", "channels")},
+    "task.ways": ("episodes", "records", "incongruous", "uap"),
+    **{f"task.{k}": ("incongruous", "uap", "records") for k in ("sources", "eval_sources")},
     "task.holdout_classes": ("incongruous",),
     **{f"task.{k}": ("uap",) for k in ("victims", "uap_lambda", "uap_kappa")},
     **{f"task.{k}": ("sinusoid", "incongruous") for k in ("amplitude", "frequency", "phase", "x_range")},
@@ -361,8 +382,9 @@ APPLIES_TO: dict[str, tuple[str, ...]] = {
 
 #: The values a key may take (checked by :func:`validate`; listed by ``innerloop configs``).
 CHOICES = {
-    "task.family": ("sinusoid", "episodes", "incongruous", "uap"),
-    "task.normalize": ("none", "imagenet"),
+    "task.family": ("sinusoid", "episodes", "records", "incongruous", "uap"),
+    "task.normalize": ("none", "imagenet", "signed"),
+    "task.channels": (1, 3),
     "model.name": ("mlp", "conv4", "resnet12", "lenet5"),
     "model.norm": ("batch", "torch", "none"),
     "model.activation": ("relu", "tanh", "leaky_relu"),
@@ -564,8 +586,10 @@ def validate(cfg: Config) -> None:
     for name in ("amplitude", "frequency", "phase", "x_range"):
         if len(getattr(t, name)) != 2:
             raise ConfigError(f"'task.{name}' must be a [low, high] pair, got {getattr(t, name)}")
-    if t.shots < 1 or t.query < 1 or t.eval_query < 1:
-        raise ConfigError("task.shots, task.query and task.eval_query must all be >= 1")
+    least = 0 if t.family == "records" else 1  # records: 0 = Meta-Dataset's variable draw
+    if t.shots < least or t.query < least or t.eval_query < 1:
+        raise ConfigError("task.shots, task.query and task.eval_query must all be >= 1" + (
+            " (records: task.shots and task.query >= 0, 0 = variable)" if least == 0 else ""))
     if cfg.inner.steps < 1:
         raise ConfigError(f"inner.steps = {cfg.inner.steps}: {cfg.rule.kind} needs at least 1 inner step")
     if t.uap_lambda < 0 or t.uap_kappa < 0:
@@ -574,6 +598,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("eval.steps must be >= 0 (or omitted to use inner.steps)")
     if tr.iterations < 0 or tr.meta_batch < 1 or tr.log_every < 1 or tr.checkpoint_every < 1:
         raise ConfigError("train.iterations >= 0, train.meta_batch >= 1, train.log_every >= 1, train.checkpoint_every >= 1")
+    if tr.lr_decay_every < 0 or not 0 < tr.lr_decay_rate <= 1:
+        raise ConfigError(f"train.lr_decay_every = {tr.lr_decay_every} must be >= 0 and train.lr_decay_rate = "
+                          f"{tr.lr_decay_rate} in (0, 1]")
     if not tr.meta_lr > 0:
         raise ConfigError(f"train.meta_lr must be > 0, got {tr.meta_lr}")
     if cfg.eval.tasks < 1 or cfg.eval.chunk < 1:
@@ -624,7 +651,17 @@ def validate(cfg: Config) -> None:
         if len(set(t.sources) | set(t.eval_sources)) > 1 and cfg.rule.kind in ("alfa", "lslr"):
             raise ConfigError(f"rule.kind = '{cfg.rule.kind}' has per-layer meta-parameters for one architecture; "
                               "incongruous sources need a shape-agnostic rule: 'lstm', 'alfa_shared' or 'sgd'")
-    if t.family in ("episodes", "incongruous", "uap"):
+    if t.family == "records":
+        if t.ways != 0 and not 2 <= t.ways <= t.max_ways:
+            raise ConfigError(f"task.ways = {t.ways}: records episodes take 0 (variable) or 2..task.max_ways "
+                              f"({t.max_ways}) classes")
+        if t.max_ways < 2 or t.max_support < t.max_ways or t.max_query < 1:
+            raise ConfigError(f"task.max_ways = {t.max_ways}, task.max_support = {t.max_support}, task.max_query = "
+                              f"{t.max_query}: need max_ways >= 2, max_support >= max_ways (one support image per "
+                              "class) and max_query >= 1")
+        if not t.sources:
+            raise ConfigError("task.sources is empty: name at least one record source, e.g. [\"omniglot\"]")
+    elif t.family in ("episodes", "incongruous", "uap"):
         if t.ways < 2:
             raise ConfigError(f"task.ways = {t.ways}: classification episodes need at least 2 classes")
     elif cfg.model.name != "mlp":  # sinusoid

@@ -465,6 +465,9 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool,
     try:
         while it < total:
             t0 = time.perf_counter()
+            if cfg.train.lr_decay_every:  # staircase: a function of the iteration, so a resumed run matches
+                for group in opt.param_groups:
+                    group["lr"] = cfg.train.meta_lr * cfg.train.lr_decay_rate ** (it // cfg.train.lr_decay_every)
             try:
                 batch = tasks.train_batch(cfg.train.meta_batch, cfg.train.seed, it, dtype=dtype, device=device)
                 torch.manual_seed(_seed(cfg.train.seed, it, 0x5EED))  # per-task inits, ZO directions

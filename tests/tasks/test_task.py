@@ -34,7 +34,8 @@ def test_named_batches_give_the_tuple_results():
     assert isinstance(one, Task) and torch.equal(one.support_x, plain[0][2])
     restacked = TaskBatch.stack([named.task(i) for i in range(4)])
     assert all(torch.equal(a, b) for a, b in zip(restacked, plain))
-    assert torch.equal(m.evaluate([named.task(i) for i in range(4)])[0], m.evaluate(plain)[0])  # a list of tasks
+    # a list of tasks runs on the loop executor (task by task), a stacked batch may be vmapped: equal up to rounding
+    torch.testing.assert_close(m.evaluate([named.task(i) for i in range(4)])[0], m.evaluate(plain)[0])
 
 
 def test_anything_else_is_a_one_line_error():

@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # torch is imported when a batch is scaled: ``import innerloo
 MODES = {"omniglot": "L", "mnist": "L", "cifar10": "RGB", "miniimagenet": "RGB", "tieredimagenet": "RGB",
          "cub": "RGB", "folder": "RGB"}
 #: The ``task.normalize`` values.
-NORMALIZE = ("none", "imagenet")
+NORMALIZE = ("none", "imagenet", "signed")
 #: Task families whose runs classify images of ``task.dataset``.
 IMAGE_FAMILIES = ("episodes",)
 
@@ -103,14 +103,15 @@ def _scale(images: np.ndarray, normalize: str) -> torch.Tensor:
 
     from innerloop.tasks.episodes import to_float
 
-    x = torch.from_numpy(images)
-    if normalize != "imagenet":
-        return to_float(x)
-    from innerloop.build import IMAGENET_MEAN, IMAGENET_STD
+    from innerloop.build import NORMALIZE as STATS
 
+    x = torch.from_numpy(images)
+    mean, std = STATS[normalize]
+    if mean is None:
+        return to_float(x)
     c = x.shape[1]
-    return to_float(x, torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, c, 1, 1),
-                    torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, c, 1, 1))
+    return to_float(x, torch.tensor(mean[:c], dtype=torch.float32).view(1, c, 1, 1),
+                    torch.tensor(std[:c], dtype=torch.float32).view(1, c, 1, 1))
 
 
 def _options(name: str, image_size: Any, normalize: str, mode: str | None) -> tuple[tuple[int, int], str]:

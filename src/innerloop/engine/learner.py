@@ -41,6 +41,14 @@ def cw_margin(out: Tensor, y: Tensor, kappa: float = 0.0) -> Tensor:
     return (true - others).clamp(min=-kappa).mean()
 
 
+def mask_absent_classes(out: Tensor, y: Tensor) -> Tensor:
+    """Logits of classes above the largest label of ``y`` set to -inf (a variable-way episode of w < C classes:
+    labels ``0..w-1``, outputs ``[..., C]``), which is Meta-Dataset's slicing of the logits to the episode's ways.
+    Exact under vmap (no data-dependent shapes); softmax, cross-entropy and argmax then see the w classes only."""
+    absent = torch.arange(out.shape[-1], device=out.device) > y.max()
+    return out.masked_fill(absent, float("-inf"))
+
+
 LOSSES = {"mse": mse, "cross_entropy": cross_entropy, "cw": cw_margin}
 METRICS = ("accuracy", "mse", "loss", "asr")
 
@@ -57,7 +65,8 @@ class Learner:
                  adapt_norm: bool = False, penalty: Callable[[Params], Tensor] | None = None,
                  extra_metrics: dict[str, Callable[[Params], Tensor]] | None = None, kappa: float = 0.0,
                  metric: str | Callable[[Tensor, Tensor], Tensor] | None = None,
-                 query_metrics: dict[str, str | Callable[[Tensor, Tensor], Tensor]] | None = None):
+                 query_metrics: dict[str, str | Callable[[Tensor, Tensor], Tensor]] | None = None,
+                 variable_ways: bool = False):
         """``loss``: ``"mse"``, ``"cross_entropy"``, ``"cw"``, or any ``loss(outputs, targets) -> scalar`` (it must
         run under ``torch.func.vmap`` for the vmap executor: elementary ops, no ``.item()``); ``adapt_norm``: the
         inner loop also adapts normalisation layers' affine parameters (default off, as in MAML / ALFA /
@@ -68,7 +77,9 @@ class Learner:
         ``metric(outputs, targets) -> scalar`` (default: the named loss's own metric, else ``"loss"``);
         ``query_metrics``: more metrics of the query set, by name (``"accuracy"``, ``"mse"``, ``"loss"`` or a
         function of outputs and targets), reported beside ``metric`` after each recorded step count, from the same
-        unroll (``info["metric/NAME"]``)."""
+        unroll (``info["metric/NAME"]``); ``variable_ways``: classification tasks may have fewer classes than the
+        model's outputs (labels ``0..w-1``): the loss and the metrics see only the logits of classes up to the
+        largest label scored (:func:`mask_absent_classes`)."""
         if isinstance(loss, str) and loss not in LOSSES:
             raise ConfigError(f"unknown loss {loss!r}; use one of {sorted(LOSSES)} or pass a function "
                               "loss(outputs, targets) -> scalar")
@@ -97,6 +108,7 @@ class Learner:
         self.penalty = penalty
         self.extra_metrics = dict(extra_metrics or {})
         self.query_metrics = dict(query_metrics or {})
+        self.variable_ways = bool(variable_ways)
 
     @property
     def has_builtin_norm(self) -> bool:
@@ -131,7 +143,7 @@ class Learner:
 
     def loss_of(self, out: Tensor, y: Tensor, params: Params) -> Tensor:
         """The loss of outputs ``out`` (the model at ``params``) against ``y``, with the penalty of ``params``."""
-        loss = self._loss(out, y)
+        loss = self._loss(mask_absent_classes(out, y) if self.variable_ways else out, y)
         return loss if self.penalty is None else loss + self.penalty(params)
 
     @property
@@ -151,6 +163,8 @@ class Learner:
     def score(self, out: Tensor, y: Tensor, metric: str | Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
         """The metric (or the given ``metric``) of outputs ``out`` against targets ``y``."""
         m = self._metric if metric is None else metric
+        if self.variable_ways:
+            out = mask_absent_classes(out, y)
         if callable(m):
             return m(out, y)
         if m == "mse":

@@ -14,7 +14,8 @@ from innerloop.errors import UserError
 if TYPE_CHECKING:
     from innerloop.reproduce.runner import Row
 
-REPRODUCTIONS = ("alfa-sinusoid", "lft-sinusoid", "omniglot", "lft-uap", "lft-classification")
+REPRODUCTIONS = ("alfa-sinusoid", "lft-sinusoid", "omniglot", "lft-uap", "lft-classification", "alfa-meta-dataset",
+                 "meta-dataset-mini")
 
 
 def reproduction(name: str) -> ModuleType:
