@@ -123,3 +123,12 @@ def test_vmap_and_loop_agree_on_padded_tasks(rule_kind):
         torch.testing.assert_close(a, b)
     unmasked = grads(make(rule_kind, proto=True, variable=False), batch)
     assert not all(torch.allclose(a, b) for a, b in zip(loop, unmasked))  # the mask changes the objective
+
+
+def test_evaluation_predictions_are_among_the_tasks_own_classes():
+    meta = make(proto=False)
+    with torch.no_grad():
+        meta.init()["net.2.bias"][3:] = 50.0  # absent classes would win the argmax
+    _, info = meta.evaluate(class_batch(n_tasks=2, ways=3), steps=1, outputs=True)
+    for pred, labels in zip(info["predictions"], info["labels"]):
+        assert int(pred.max()) <= int(labels.max())

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from innerloop.engine.adapt import Adapted
 from innerloop.engine.checkpointed import UnrollPlan, checkpointed_unroll
+from innerloop.engine.learner import mask_absent_classes
 from innerloop.engine.executor import choose_mode, index_tree, is_ragged, map_ragged, map_tasks, stack_trees
 from innerloop.engine.learner import Learner
 from innerloop.engine.unroll import InnerLoop, stack_infos
@@ -531,7 +532,8 @@ class MetaLearner(nn.Module):
                 info["outputs"] = learner.forward({**stat, **params}, xq)
                 info["labels"] = yq
                 if learner.loss_name in ("cross_entropy", "cw"):
-                    info["predictions"] = info["outputs"].argmax(-1)
+                    logits = mask_absent_classes(info["outputs"], yq) if learner.variable_ways else info["outputs"]
+                    info["predictions"] = logits.argmax(-1)  # a variable-way task predicts among its own classes
             return torch.stack(out), info
 
         if is_ragged(tasks):
