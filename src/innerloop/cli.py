@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--tasks", type=int, default=None, help="number of test tasks (default: eval.tasks)")
     e.add_argument("--steps", type=int, default=None, help="inner steps at test time (default: eval.steps or inner.steps)")
     e.add_argument("--sources", default=None,
-                   help="comma-separated test sources of a mixture run, e.g. mnist,cifar10 (default: task.eval_sources)")
+                   help="comma-separated test sources of a mixture or records run, e.g. mnist,cifar10 (default: task.eval_sources)")
     e.add_argument("--json", action="store_true",
                    help="print one JSON object (with the per-task scores, \"values\"; no progress lines)")
     e.add_argument("--quiet", action="store_true", help="no progress lines")

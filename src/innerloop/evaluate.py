@@ -89,7 +89,7 @@ def evaluate_meta(cfg: Config, meta: MetaLearner, tasks, n_tasks: int | None = N
     kw = {"dtype": DTYPES[cfg.train.dtype], "device": cfg.train.device}
     if sources is not None:
         if not hasattr(tasks, "eval_sources"):
-            raise UserError("--sources applies to runs with several task sources (task.family = incongruous | uap)")
+            raise UserError("--sources applies to runs with several task sources (task.family = records | incongruous | uap)")
         kw["sources"] = sources
     extras: dict[str, list[torch.Tensor]] = {}
     world = distributed.current()
