@@ -136,7 +136,8 @@ def test_shard_gradients_sum_to_the_batch_gradient(config, extra):
         for t, p in zip(total, params):
             if p.grad is not None:
                 t += p.grad
-    assert torch.equal(torch.cat(losses), full)
+    # the same draws per task: equal up to the rounding of a differently sized vmap (bitwise on some CPUs, not all)
+    torch.testing.assert_close(torch.cat(losses), full, rtol=1e-12, atol=0)
     for t, w in zip(total, want):  # summation order only: 1e-10 relative to the tensor's largest entry
         assert float((t - w).abs().max()) <= 1e-10 * float(w.abs().max()), float((t - w).abs().max() / w.abs().max())
 
