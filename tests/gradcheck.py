@@ -46,3 +46,23 @@ def class_batch(n_tasks: int = 2, shots: int = 2, query: int = 3, seed: int = 1,
     ys = torch.arange(ways).repeat_interleave(shots).repeat(n_tasks, 1)
     yq = torch.arange(ways).repeat_interleave(query).repeat(n_tasks, 1)
     return xs, ys, xq, yq
+
+
+def meta_grads(meta, batch) -> list[torch.Tensor]:
+    """The meta-gradient ``meta.meta_backward(batch)`` leaves on every meta-parameter (zeros where none)."""
+    meta.zero_grad(set_to_none=True)
+    meta.meta_backward(batch)
+    return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in meta.parameters()]
+
+
+def meta_value(meta, batch) -> torch.Tensor:
+    """The mean meta-loss of ``batch`` (stacked tensors or a list of per-task tuples), task by task through the
+    task init (Proto head, L2F) and ``meta.loop.meta_loss``: what finite differences perturb."""
+    theta0, static = meta.start()
+    w = meta.objective.step_weights(meta.steps, 0)
+    tasks = batch if isinstance(batch, list) else [tuple(t[i] for t in batch) for i in range(batch[0].shape[0])]
+    total = []
+    for xs, ys, xq, yq in tasks:
+        p = meta._task_init(meta.loop, dict(theta0), static, xs, ys)
+        total.append(meta.loop.meta_loss(p, None, static, xs, ys, xq, yq, w)[0])
+    return torch.stack(total).mean()

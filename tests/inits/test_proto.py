@@ -13,7 +13,7 @@ from innerloop.inits.proto import ProtoHead, features, output_layer, prototypes
 from innerloop.models import MLP, Conv4
 from innerloop.oracles import AutogradOracle
 from innerloop.rules import ALFA, SGD
-from tests.gradcheck import class_batch, directional_checks
+from tests.gradcheck import class_batch, directional_checks, meta_grads as grads, meta_value
 
 WAYS = 3
 
@@ -34,23 +34,6 @@ def make(rule_kind="sgd", order="second", executor="loop", detach=False, proto=T
     head = ProtoHead(output_layer(model), detach) if proto else None
     return MetaLearner(learner, LearnedInit(model), rule, AutogradOracle(order), steps=steps, executor=executor,
                        proto_head=head).double()
-
-
-def grads(meta, batch):
-    meta.zero_grad(set_to_none=True)
-    meta.meta_backward(batch)
-    return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in meta.parameters()]
-
-
-def meta_value(meta, batch):
-    theta0, static = meta.start()
-    w = meta.objective.step_weights(meta.steps, 0)
-    total = []
-    for i in range(batch[0].shape[0]):
-        xs, ys, xq, yq = (t[i] for t in batch)
-        p = meta._task_init(meta.loop, dict(theta0), static, xs, ys)
-        total.append(meta.loop.meta_loss(p, None, static, xs, ys, xq, yq, w)[0])
-    return torch.stack(total).mean()
 
 
 def test_step_zero_logits_are_protonets_up_to_a_constant_per_example():
