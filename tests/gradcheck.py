@@ -66,3 +66,20 @@ def meta_value(meta, batch) -> torch.Tensor:
         p = meta._task_init(meta.loop, dict(theta0), static, xs, ys)
         total.append(meta.loop.meta_loss(p, None, static, xs, ys, xq, yq, w)[0])
     return torch.stack(total).mean()
+
+
+def tanh_head_sgd_query_loss(th: dict[str, torch.Tensor], lr: float, steps: int, order: str, xs, ys, xq,
+                             yq) -> torch.Tensor:
+    """The query cross-entropy after ``steps`` SGD steps at ``lr`` of ``MLP(d, [h], C, "tanh")`` written out by hand
+    (``net.0`` tanh features, ``net.2`` head) from ``th``; ``order = "first"`` detaches the inner gradients. Each
+    step takes partial derivatives (a head built from ``net.0`` is a tensor of its own; a detached one a leaf)."""
+    def logits(p, x):
+        return torch.tanh(x @ p["net.0.weight"].T + p["net.0.bias"]) @ p["net.2.weight"].T + p["net.2.bias"]
+
+    for _ in range(steps):
+        th = {n: t.view_as(t) if t.requires_grad else t.detach().requires_grad_() for n, t in th.items()}
+        names = list(th)
+        g = torch.autograd.grad(torch.nn.functional.cross_entropy(logits(th, xs), ys), [th[n] for n in names],
+                                create_graph=order == "second")
+        th = {n: th[n] - lr * (gi if order == "second" else gi.detach()) for n, gi in zip(names, g)}
+    return torch.nn.functional.cross_entropy(logits(th, xq), yq)

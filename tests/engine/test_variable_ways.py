@@ -13,7 +13,7 @@ from innerloop.inits.proto import ProtoHead, output_layer
 from innerloop.models import MLP
 from innerloop.oracles import AutogradOracle
 from innerloop.rules import ALFA, SGD
-from tests.gradcheck import class_batch, directional_checks, meta_grads as grads, meta_value
+from tests.gradcheck import class_batch, directional_checks, meta_grads as grads, meta_value, tanh_head_sgd_query_loss
 
 OUTPUTS = 5  # the model's outputs (max ways)
 
@@ -79,13 +79,7 @@ def hand_unroll(meta, batch, order, proto):
             th["net.2.weight"], th["net.2.bias"] = 2 * c, -(c ** 2).sum(1)
         else:
             th["net.2.weight"], th["net.2.bias"] = th["net.2.weight"][:w], th["net.2.bias"][:w]
-        for _ in range(meta.steps):
-            th = {n: t.view_as(t) for n, t in th.items()}
-            loss = F.cross_entropy(phi(th, xs) @ th["net.2.weight"].T + th["net.2.bias"], ys)
-            names = list(th)
-            g = torch.autograd.grad(loss, [th[n] for n in names], create_graph=order == "second")
-            th = {n: th[n] - meta.rule.lr * (gi if order == "second" else gi.detach()) for n, gi in zip(names, g)}
-        total = total + F.cross_entropy(phi(th, xq) @ th["net.2.weight"].T + th["net.2.bias"], yq)
+        total = total + tanh_head_sgd_query_loss(th, meta.rule.lr, meta.steps, order, xs, ys, xq, yq)
     params = list(meta.parameters())
     out = torch.autograd.grad(total / len(batch), params, allow_unused=True)
     return [torch.zeros_like(p) if o is None else o for p, o in zip(params, out)]

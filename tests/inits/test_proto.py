@@ -3,7 +3,6 @@
 
 import pytest
 import torch
-from torch.nn import functional as F
 
 from innerloop import config
 from innerloop.engine import Learner, MetaLearner
@@ -13,7 +12,7 @@ from innerloop.inits.proto import ProtoHead, features, output_layer, prototypes
 from innerloop.models import MLP, Conv4
 from innerloop.oracles import AutogradOracle
 from innerloop.rules import ALFA, SGD
-from tests.gradcheck import class_batch, directional_checks, meta_grads as grads, meta_value
+from tests.gradcheck import class_batch, directional_checks, meta_grads as grads, meta_value, tanh_head_sgd_query_loss
 
 WAYS = 3
 
@@ -81,14 +80,7 @@ def hand_unroll(meta, batch, order, detach=False):
         c = torch.stack([f[ys == k].mean(0) for k in range(WAYS)])
         c = c.detach() if detach else c
         th["net.2.weight"], th["net.2.bias"] = 2 * c, -(c ** 2).sum(1)
-        for _ in range(meta.steps):
-            # partial derivatives: the head is a function of net.0 (a detached head is a leaf of its own)
-            th = {n: t.view_as(t) if t.requires_grad else t.detach().requires_grad_() for n, t in th.items()}
-            loss = F.cross_entropy(phi(th, xs) @ th["net.2.weight"].T + th["net.2.bias"], ys)
-            names = list(th)
-            g = torch.autograd.grad(loss, [th[n] for n in names], create_graph=order == "second")
-            th = {n: th[n] - meta.rule.lr * (gi if order == "second" else gi.detach()) for n, gi in zip(names, g)}
-        total = total + F.cross_entropy(phi(th, xq) @ th["net.2.weight"].T + th["net.2.bias"], yq)
+        total = total + tanh_head_sgd_query_loss(th, meta.rule.lr, meta.steps, order, xs, ys, xq, yq)
     params = list(meta.parameters())
     out = torch.autograd.grad(total / batch[0].shape[0], params, allow_unused=True)
     return [torch.zeros_like(p) if o is None else o for p, o in zip(params, out)]
