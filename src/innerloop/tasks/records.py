@@ -73,9 +73,11 @@ class RecordTasks:
         for name in dict.fromkeys([*self.train_sources, *self.eval_sources]):
             folder = self.root / name
             if not (folder / "dataset_spec.json").is_file():
+                how = (f"`innerloop data to-records {name} --out {self.root}`" if name in ("omniglot", "mnist", "cifar10")
+                       else "Meta-Dataset's dataset_conversion tools")
                 raise ConfigError(f"no Meta-Dataset records of {name!r} at {folder} (no dataset_spec.json): convert "
-                                  f"them with `innerloop data to-records {name} --out {self.root}` (or point "
-                                  "task.records / $INNERLOOP_RECORDS at the folder holding them)")
+                                  f"them with {how} (or point task.records / $INNERLOOP_RECORDS at the folder holding "
+                                  "them)")
             self.sources[name] = RecordSource(folder, image_size=image_size, channels=channels,
                                               cache_images=cache_images, verify=verify)
         self.image_size, self.channels = image_size, channels
