@@ -73,8 +73,9 @@ class RecordTasks:
         for name in dict.fromkeys([*self.train_sources, *self.eval_sources]):
             folder = self.root / name
             if not (folder / "dataset_spec.json").is_file():
-                how = (f"`innerloop data to-records {name} --out {self.root}`" if name in ("omniglot", "mnist", "cifar10")
-                       else "Meta-Dataset's dataset_conversion tools")
+                ours = name in ("omniglot", "mnist", "cifar10")  # what innerloop data to-records converts
+                how = f"`innerloop data to-records {name} --out {self.root}`" if ours else \
+                    "Meta-Dataset's dataset_conversion tools"
                 raise ConfigError(f"no Meta-Dataset records of {name!r} at {folder} (no dataset_spec.json): convert "
                                   f"them with {how} (or point task.records / $INNERLOOP_RECORDS at the folder holding "
                                   "them)")
