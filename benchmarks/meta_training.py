@@ -277,7 +277,7 @@ def measure(spec: dict) -> dict:
     if spec["rule"] == "lstm":  # the LFT fine-tuner: fresh random init per task, trajectory objective
         rule, init, objective = CoordinateLSTM(), RandomInit(model), TrajectoryLoss()
     else:
-        rule = ALFA(shapes, steps) if spec["rule"] == "alfa" else SGD(0.01)
+        rule = ALFA(shapes, steps, form="paper") if spec["rule"] == "alfa" else SGD(0.01)
         init, objective = LearnedInit(model), None
     meta = MetaLearner(learner, init, rule, objective=objective, steps=steps, executor=spec["mode"],
                        checkpoint=spec.get("checkpoint", 0), device=device).to(device)

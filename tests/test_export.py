@@ -21,7 +21,7 @@ def trained_meta():
     torch.manual_seed(0)
     model = Conv4(1, 5, filters=4, image_size=16).double()
     learner = Learner(model, "cross_entropy")
-    rule = ALFA({n: model.get_parameter(n).shape for n in learner.inner}, 2).double()
+    rule = ALFA({n: model.get_parameter(n).shape for n in learner.inner}, 2, form="paper").double()
     meta = MetaLearner(learner, LearnedInit(model).double(), rule, steps=2)
     with torch.no_grad():  # "training": move every meta-parameter away from the model's own weights
         for p in meta.parameters():
@@ -46,7 +46,7 @@ def test_export_round_trips_into_a_fresh_module(tmp_path, monkeypatch, safetenso
     x = torch.randn(7, 1, 16, 16, dtype=torch.float64)
     theta0 = meta.init()
     assert torch.equal(fresh(x), meta.learner.forward(theta0, x))
-    rule = ALFA({n: model.get_parameter(n).shape for n in meta.learner.inner}, 2).double()
+    rule = ALFA({n: model.get_parameter(n).shape for n in meta.learner.inner}, 2, form="paper").double()
     rule.load_state_dict(load_state_dict_file(files["rule"]))
     assert all(torch.equal(a, b) for a, b in zip(rule.state_dict().values(), meta.rule.state_dict().values()))
     manifest = json.loads((tmp_path / "out" / "export.json").read_text())

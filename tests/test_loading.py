@@ -113,3 +113,17 @@ def test_every_committed_run_loads_without_data(no_data, monkeypatch):
     for run in runs:
         meta = innerloop.load(run)
         assert meta.run_dir == run
+
+
+def test_alfa_runs_saved_before_the_robust_default_still_load_in_the_authors_form():
+    """``rule.form`` defaults to "robust" (issue 24); a run whose config.toml has no ``rule.form`` was trained in the
+    paper form and must load as one (its checkpoint holds alpha0, not log_alpha0); the shipped paper configs pin it."""
+    from innerloop.train import _read_config
+
+    run = REPO / "results" / "alfa-sinusoid" / "runs" / "main-alfa-maml-2x40-k5"
+    assert "form" not in (run / "config.toml").read_text()
+    assert C.Config().rule.form == "robust" and _read_config(run).rule.form == "paper"
+    meta = innerloop.load(run)
+    assert hasattr(meta.rule, "alpha0") and not hasattr(meta.rule, "log_alpha0")
+    assert C.load("sinusoid/alfa-maml").rule.form == "paper"
+    assert C.load("sinusoid/maml", ['rule.kind="alfa"']).rule.form == "robust"

@@ -94,6 +94,14 @@ def test_train_needs_a_config_unless_resuming(tmp_path, capsys):
     assert "needs a CONFIG" in one_error(capsys)
 
 
+def _terminal_signals() -> None:
+    """The child starts with the default SIGINT / SIGTERM dispositions a shell gives a foreground job, whatever this
+    process inherited (pytest-xdist workers ignore SIGINT, and an ignored SIGINT is inherited: Ctrl-C never reaches
+    such a child, by design of innerloop's handler, which leaves a non-default disposition alone)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="signals to a child process")
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_ctrl_c_saves_a_checkpoint_where_it_stopped_and_resume_is_exact(tmp_path, sig):
@@ -106,7 +114,7 @@ def test_ctrl_c_saves_a_checkpoint_where_it_stopped_and_resume_is_exact(tmp_path
     run = tmp_path / "run"
     job = subprocess.Popen([sys.executable, "-m", "innerloop", "train", "sinusoid/maml", "--out", str(run),
                             "--set", "train.iterations=100000", *sets], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, env=env)
+                           text=True, env=env, preexec_fn=_terminal_signals)
     deadline = time.time() + 120
     while time.time() < deadline and job.poll() is None and not (
             (run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().count("\n") >= 2):

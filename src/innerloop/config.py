@@ -109,7 +109,7 @@ class RuleConfig:
     beta_granularity: str = "step_layer"
     per_param_decay: bool = False
     detach_grad_input: bool = True
-    form: str = "paper"
+    form: str = "robust"
     bound: float = 2.0
     schedule: str = "per_step"
     hidden: int = 20
@@ -292,8 +292,8 @@ KEY_DOCS: dict[str, str] = {
     "rule.beta_granularity": "alfa: one beta per step and layer, per step or per layer",
     "rule.per_param_decay": "alfa: a learned per-parameter weight decay (ALFA + random init); beta0 then starts at 1",
     "rule.detach_grad_input": "alfa, alfa_shared: the generator's gradient input is a constant (no second-order path through it)",
-    "rule.form": "alfa: paper (the authors' raw generator outputs) or robust (starts as LSLR; bounded multipliers, "
-                 "rates and decay positive in log space, decay <= 1)",
+    "rule.form": "alfa: robust (default: starts as LSLR, bounded multipliers, positive rates, decay <= 1) or paper "
+                 "(the authors' raw outputs)",
     "rule.bound": "alfa robust, alfa_shared: the generated multipliers stay within [1/bound, bound] (> 1)",
     "rule.schedule": "alfa: per_step (post-multipliers per step; past the trained steps the last is reused) or state "
                      "(one per layer; defined for any number of steps)",

@@ -218,6 +218,10 @@ def _read_config(run_dir: Path) -> Config:
     if isinstance(oracle, dict) and "noise" not in oracle:
         # saved before oracle.noise existed: its zeroth-order directions came from the global stream
         oracle["noise"] = "stream"
+    rule = data.get("rule")
+    if isinstance(rule, dict) and "form" not in rule:
+        # saved before rule.form existed (or while "paper" was its default): ALFA ran in the authors' form
+        rule["form"] = "paper"
     return apply(Config(), data, where=str(path))
 
 

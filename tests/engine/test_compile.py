@@ -20,7 +20,7 @@ def test_compiled_vmap_meta_gradient_equals_eager(kind, sine_batch):
     for compile in (False, True):
         learner = Learner(model, "mse")
         torch.manual_seed(1)
-        rule = SGD(0.3) if kind == "sgd" else ALFA({n: model.get_parameter(n).shape for n in learner.inner}, 2, lr=0.1).double()
+        rule = SGD(0.3) if kind == "sgd" else ALFA({n: model.get_parameter(n).shape for n in learner.inner}, 2, lr=0.1, form="paper").double()
         meta = MetaLearner(learner, LearnedInit(model).double(), rule, AutogradOracle("second"), steps=2,
                            executor="vmap", compile=compile)
         for _ in range(2):  # the second call reuses the compiled graph

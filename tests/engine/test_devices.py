@@ -23,7 +23,7 @@ def meta_grads(device, executor, workers=1, checkpoint=0):
     model = Conv4(1, 3, filters=4, image_size=16).double()
     learner = Learner(model, "cross_entropy")
     torch.manual_seed(1)
-    rule = ALFA({n: model.get_parameter(n).shape for n in learner.inner}, 2, lr=0.1).double()
+    rule = ALFA({n: model.get_parameter(n).shape for n in learner.inner}, 2, lr=0.1, form="paper").double()
     meta = MetaLearner(learner, LearnedInit(model).double(), rule, steps=2, executor=executor, device=device,
                        workers=workers, checkpoint=checkpoint).to(device)
     model.to(device)

@@ -31,7 +31,8 @@ def make_rule(kind, model, learner, steps, detach=True):
                  form="paper" if kind == "alfa" else "robust",
                  schedule="state" if kind == "alfa-robust-state" else "per_step")
     else:  # alfa-random: fixed init, per-parameter decay
-        r = ALFA(shapes, steps, lr=0.1, weight_decay=0.5, per_param_decay=True, detach_grad_input=detach)
+        r = ALFA(shapes, steps, lr=0.1, weight_decay=0.5, per_param_decay=True, detach_grad_input=detach,
+                 form="paper")
     with torch.no_grad():  # move away from the symmetric init so every term matters
         for p in r.parameters():
             p.add_(0.05 * torch.randn_like(p))

@@ -25,7 +25,7 @@ def grads(model, rule_kind, executor, steps, batch, adapt_norm=False):
     torch.manual_seed(1)
     learner = Learner(model, "cross_entropy", adapt_norm=adapt_norm)
     if rule_kind == "alfa":
-        rule = ALFA({n: model.get_parameter(n).shape for n in learner.inner}, steps, lr=0.1).double()
+        rule = ALFA({n: model.get_parameter(n).shape for n in learner.inner}, steps, lr=0.1, form="paper").double()
     else:
         rule = SGD(0.1)
     meta = MetaLearner(learner, LearnedInit(model).double(), rule, AutogradOracle("second"), steps=steps, executor=executor)

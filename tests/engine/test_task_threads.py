@@ -20,7 +20,7 @@ def conv_meta(workers, rule="sgd", model=None):
     model = model or Conv4(1, 3, filters=4, image_size=16).double()
     learner = Learner(model, "cross_entropy")
     torch.manual_seed(1)
-    r = SGD(0.3) if rule == "sgd" else ALFA({n: model.get_parameter(n).shape for n in learner.inner}, 2, lr=0.1).double()
+    r = SGD(0.3) if rule == "sgd" else ALFA({n: model.get_parameter(n).shape for n in learner.inner}, 2, lr=0.1, form="paper").double()
     return MetaLearner(learner, LearnedInit(model).double(), r, steps=2, executor="loop", workers=workers)
 
 

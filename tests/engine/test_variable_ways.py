@@ -110,3 +110,16 @@ def test_evaluation_predictions_are_among_the_tasks_own_classes():
     _, info = meta.evaluate(class_batch(n_tasks=2, ways=3), steps=1, outputs=True)
     for pred, labels in zip(info["predictions"], info["labels"]):
         assert int(pred.max()) <= int(labels.max())
+
+
+def test_evaluation_outputs_of_unequal_episodes_come_back_per_task():
+    meta = make(proto=False)
+    tasks = ragged((2, 3, 4))
+    values, info = meta.evaluate(tasks, steps=1, outputs=True)
+    assert values.shape == (3,)
+    assert [tuple(o.shape) for o in info["outputs"]] == [(t[2].shape[0], OUTPUTS) for t in tasks]
+    for pred, (_, _, _, yq) in zip(info["predictions"], tasks):
+        assert pred.shape == yq.shape and int(pred.max()) <= int(yq.max())
+    # equal episodes still stack
+    _, same = meta.evaluate(ragged((3, 3)), steps=1, outputs=True)
+    assert torch.is_tensor(same["outputs"]) and same["outputs"].shape[0] == 2

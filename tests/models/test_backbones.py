@@ -39,7 +39,7 @@ def test_vmap_and_loop_meta_gradients_agree(make):
     for executor in ("loop", "vmap"):
         torch.manual_seed(1)
         learner = Learner(model, "cross_entropy")
-        rule = ALFA({n: model.get_parameter(n).shape for n in learner.inner}, 2, lr=0.1).double()
+        rule = ALFA({n: model.get_parameter(n).shape for n in learner.inner}, 2, lr=0.1, form="paper").double()
         meta = MetaLearner(learner, LearnedInit(model).double(), rule, AutogradOracle("second"), steps=2, executor=executor)
         meta.meta_backward(batch)
         grads.append([p.grad.clone() for p in meta.parameters() if p.grad is not None])

@@ -19,24 +19,24 @@ def params_grads(seed=0):
 
 
 def test_initial_values_follow_the_authors_code():
-    r = ALFA(SHAPES, steps=5)
+    r = ALFA(SHAPES, steps=5, form="paper")
     assert r.alpha0.shape == (3, 6) and torch.all(r.alpha0 == 0.01)
     assert torch.allclose(r.beta0, torch.full((3, 6), 5e-6))
     layers = [m for m in r.generator if isinstance(m, torch.nn.Linear)]
     assert [(l.in_features, l.out_features) for l in layers] == [(6, 6), (6, 6), (6, 6)]
-    r2 = ALFA(SHAPES, steps=5, generator_layers=2)
+    r2 = ALFA(SHAPES, steps=5, generator_layers=2, form="paper")
     assert len([m for m in r2.generator if isinstance(m, torch.nn.Linear)]) == 2
 
 
 def test_random_init_variant_has_per_parameter_decay_and_unit_beta0():
-    r = ALFA(SHAPES, steps=2, per_param_decay=True)
+    r = ALFA(SHAPES, steps=2, per_param_decay=True, form="paper")
     assert torch.all(r.beta0 == 1.0)
     assert {k: tuple(v.shape) for k, v in r.beta_pp.items()} == {k: tuple(s) for k, s in SHAPES.items()}
     assert torch.allclose(r.beta_pp["w1"], torch.full((3, 2), 5e-6))
 
 
 def test_update_equation_code_form():
-    r = ALFA(SHAPES, steps=2)
+    r = ALFA(SHAPES, steps=2, form="paper")
     p, d = params_grads()
     new, _, info = r(p, d, {}, 1)
     tau = torch.cat([torch.stack([p[k].mean() for k in SHAPES]), torch.stack([d[k].mean() for k in SHAPES])])
@@ -50,7 +50,7 @@ def test_update_equation_code_form():
 
 @pytest.mark.parametrize("inputs, d_in", [("both", 6), ("weights", 3), ("gradients", 3)])
 def test_generator_input_ablation(inputs, d_in):
-    r = ALFA(SHAPES, steps=1, inputs=inputs)
+    r = ALFA(SHAPES, steps=1, inputs=inputs, form="paper")
     assert r.generator[0].in_features == d_in
     p, d = params_grads()
     p2 = {k: v + 1.0 for k, v in p.items()}
@@ -63,7 +63,7 @@ def test_generator_input_ablation(inputs, d_in):
 
 
 def test_fixed_mode_reduces_to_learned_per_step_per_layer_rates():
-    r = ALFA(SHAPES, steps=3, alpha="fixed", beta="off")
+    r = ALFA(SHAPES, steps=3, alpha="fixed", beta="off", form="paper")
     assert r.generator is None
     lslr = PerStepLayerLR(list(SHAPES), 3, 0.01)
     p, d = params_grads()
@@ -74,7 +74,7 @@ def test_fixed_mode_reduces_to_learned_per_step_per_layer_rates():
 
 
 def test_off_modes_reduce_to_sgd():
-    r = ALFA(SHAPES, steps=3, alpha="off", beta="off", lr=0.05)
+    r = ALFA(SHAPES, steps=3, alpha="off", beta="off", lr=0.05, form="paper")
     p, d = params_grads()
     a, _, _ = r(p, d, {}, 0)
     b, _, _ = SGD(0.05)(p, d, {}, 0)
@@ -84,7 +84,7 @@ def test_off_modes_reduce_to_sgd():
 
 @pytest.mark.parametrize("gran, shape", [("step_layer", (3, 4)), ("step", (4,)), ("layer", (3,))])
 def test_granularity_shapes(gran, shape):
-    r = ALFA(SHAPES, steps=3, alpha_granularity=gran, beta_granularity=gran)
+    r = ALFA(SHAPES, steps=3, alpha_granularity=gran, beta_granularity=gran, form="paper")
     assert tuple(r.alpha0.shape) == shape and tuple(r.beta0.shape) == shape
     p, d = params_grads()
     _, _, info = r(p, d, {}, 1)
@@ -94,7 +94,7 @@ def test_granularity_shapes(gran, shape):
 
 
 def test_per_layer_adaptive_is_generated_once_and_reused():
-    r = ALFA(SHAPES, steps=3, alpha_granularity="layer", beta_granularity="layer")
+    r = ALFA(SHAPES, steps=3, alpha_granularity="layer", beta_granularity="layer", form="paper")
     p, d = params_grads(0)
     p1, d1 = params_grads(1)
     _, state, info0 = r(p, d, {}, 0)
@@ -104,7 +104,7 @@ def test_per_layer_adaptive_is_generated_once_and_reused():
 
 
 def test_steps_beyond_training_reuse_the_last_trained_step():
-    r = ALFA(SHAPES, steps=2, alpha="fixed", beta="off")
+    r = ALFA(SHAPES, steps=2, alpha="fixed", beta="off", form="paper")
     with torch.no_grad():
         r.alpha0.copy_(torch.arange(9.0).view(3, 3))
     p, d = params_grads()
@@ -115,11 +115,11 @@ def test_steps_beyond_training_reuse_the_last_trained_step():
 
 def test_bad_options_raise_config_errors():
     with pytest.raises(ConfigError, match="at least 1 inner step"):
-        ALFA(SHAPES, steps=0)
+        ALFA(SHAPES, steps=0, form="paper")
     with pytest.raises(ConfigError, match="rule.inputs"):
-        ALFA(SHAPES, steps=1, inputs="loss")
+        ALFA(SHAPES, steps=1, inputs="loss", form="paper")
     with pytest.raises(ConfigError, match="generator_layers"):
-        ALFA(SHAPES, steps=1, generator_layers=4)
+        ALFA(SHAPES, steps=1, generator_layers=4, form="paper")
 
 
 def test_robust_form_starts_as_the_learned_rate_baseline():
@@ -168,6 +168,6 @@ def test_state_schedule_has_one_post_multiplier_per_layer_and_any_step_count():
     p, d = params_grads()
     for step in (0, 1, 7):  # past the 2 steps it was built with: same post-multipliers, no clamping to step 1
         torch.testing.assert_close(r(p, d, {}, step)[2]["lr"], torch.tensor([0.1, 0.2, 0.3]))
-    assert ALFA(SHAPES, steps=2, schedule="state", alpha_granularity="step").alpha0.shape == (1,)
+    assert ALFA(SHAPES, steps=2, schedule="state", alpha_granularity="step", form="paper").alpha0.shape == (1,)
     with pytest.raises(ConfigError, match="rule.schedule"):
-        ALFA(SHAPES, steps=1, schedule="forever")
+        ALFA(SHAPES, steps=1, schedule="forever", form="paper")

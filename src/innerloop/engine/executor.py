@@ -69,16 +69,21 @@ def index_tree(tree: Any, i: int | slice) -> Any:
     return type(tree)(index_tree(v, i) for v in tree)
 
 
-def stack_trees(trees: list[Any], cat: bool = False) -> Any:
-    """Stack (or concatenate) a list of identically structured nested dicts/tuples of tensors."""
+def stack_trees(trees: list[Any], cat: bool = False, ragged: bool = False) -> Any:
+    """Stack (or concatenate) a list of identically structured nested dicts/tuples of tensors.
+
+    ``ragged=True``: a leaf whose tensors differ in shape (per-task query outputs of unequal episodes) stays a
+    list of tensors instead of failing to stack."""
     first = trees[0]
     if first is None:
         return None
     if isinstance(first, Tensor):
+        if ragged and any(t.shape != first.shape for t in trees):
+            return list(trees)
         return torch.cat(trees) if cat else torch.stack(trees)
     if isinstance(first, dict):
-        return {k: stack_trees([t[k] for t in trees], cat) for k in first}
-    return type(first)(stack_trees([t[i] for t in trees], cat) for i in range(len(first)))
+        return {k: stack_trees([t[k] for t in trees], cat, ragged) for k in first}
+    return type(first)(stack_trees([t[i] for t in trees], cat, ragged) for i in range(len(first)))
 
 
 def detach_tree(tree: Any) -> Any:
@@ -193,11 +198,12 @@ def loop_parallel(fn: Callable[..., tuple], args: Sequence[Any], n: int, workers
 
 
 def map_ragged(fn: Callable[..., tuple], tasks: list[tuple], backward: bool = False, scale: float = 1.0) -> tuple:
-    """The per-task loop over tasks that cannot be stacked (different shapes)."""
+    """The per-task loop over tasks that cannot be stacked (different shapes); per-task results of unequal
+    shapes come back as lists."""
     outs = []
     for task in tasks:
         out = fn(*task)
         if backward:
             (out[0] * scale).backward()
         outs.append(detach_tree(out))
-    return stack_trees(outs)
+    return stack_trees(outs, ragged=True)

@@ -177,6 +177,23 @@ def hardware(device: str) -> dict[str, Any]:
 DIVERGED = "diverged.json"
 
 
+def busy_machine_warning(threads: int, load: float | None = None, cores: int | None = None) -> str | None:
+    """A one-line warning when ``threads`` more threads would oversubscribe the cores other processes already keep
+    busy (1-minute load average), else None. Only a warning: the thread count stays a function of the settings, so
+    a run's numbers do not depend on what else the machine was doing."""
+    cores = cores or os.cpu_count() or 1
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:  # not available on this platform
+            return None
+    if "INNERLOOP_THREADS" in os.environ or threads <= 1 or load + threads <= cores + 0.5:
+        return None
+    free = max(1, int(cores - load + 0.5))
+    return (f"warning: the machine is already busy (load {load:.1f} on {cores} cores) and this run starts {threads} "
+            f"threads: oversubscribed threads slow it several-fold; set INNERLOOP_THREADS={free} (or fewer)")
+
+
 def run_rows(rows: list[Row], out: str, jobs: int = 1) -> list[dict[str, Any] | None]:
     """Run (or resume, or skip when finished) every row; ``jobs`` rows at a time in processes.
 
@@ -191,6 +208,9 @@ def run_rows(rows: list[Row], out: str, jobs: int = 1) -> list[dict[str, Any] | 
     Path(out, "runs").mkdir(parents=True, exist_ok=True)
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     threads = int(os.environ.get("INNERLOOP_THREADS", 0)) or max(1, (os.cpu_count() or 1) // (jobs * local))
+    warning = busy_machine_warning(threads * jobs * local)
+    if warning and distributed.current().rank == 0:
+        print(warning, flush=True)
     if jobs == 1:
         return [_run_row(r, out, threads, f"{i + 1}/{len(rows)}") for i, r in enumerate(rows)]
     ctx = mp.get_context("spawn")

@@ -79,7 +79,7 @@ class ALFA(UpdateRule):
         beta_granularity: str = "step_layer",
         per_param_decay: bool = False,
         detach_grad_input: bool = True,
-        form: str = "paper",
+        form: str = "robust",
         bound: float = 2.0,
         schedule: str = "per_step",
     ):
