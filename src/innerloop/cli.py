@@ -258,6 +258,20 @@ def _report_failures(failures: dict, nproc: int, command: str) -> int:
     return 2 if 2 in codes else 1
 
 
+def _threads(quiet: bool) -> None:
+    """``INNERLOOP_THREADS`` sets this process's thread count (else torch's default, all cores); a machine already
+    busy gets a one-line warning on stderr."""
+    import torch
+
+    from innerloop.threads import busy_machine_warning, env_threads
+
+    if env_threads():
+        torch.set_num_threads(env_threads())
+    warning = None if quiet else busy_machine_warning(torch.get_num_threads())
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import torch
@@ -303,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             world = distributed.World()
             if distributed.launched():  # one of torchrun's processes: join the group, one GPU per process
                 world, cfg.train.device = distributed.init_from_env(cfg.train.device)
+            if not distributed.launched():
+                _threads(args.quiet)
             try:
                 summary = train(cfg, args.out, resume=resume, progress=not args.quiet)
                 if world.main:

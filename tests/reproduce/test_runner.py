@@ -90,15 +90,3 @@ def test_rescored_lines_name_every_moved_evaluation():
     text = " ".join(rescored_lines([moved, None]))
     assert "LFT (MNIST, fo) on MNIST: 69.00 -> 69.20" in text and "CIFAR-10" not in text
 
-
-def test_a_busy_machine_is_named_with_the_thread_count_that_fits(monkeypatch):
-    from innerloop.reproduce.runner import busy_machine_warning
-
-    monkeypatch.delenv("INNERLOOP_THREADS", raising=False)
-    line = busy_machine_warning(2, load=1.0, cores=2)  # another single-threaded job already runs
-    assert line.startswith("warning: the machine is already busy (load 1.0 on 2 cores)")
-    assert line.endswith("set INNERLOOP_THREADS=1 (or fewer)") and "\n" not in line
-    assert busy_machine_warning(2, load=0.2, cores=2) is None  # idle
-    assert busy_machine_warning(1, load=3.0, cores=2) is None  # one thread cannot oversubscribe further
-    monkeypatch.setenv("INNERLOOP_THREADS", "2")
-    assert busy_machine_warning(2, load=1.0, cores=2) is None  # the user chose

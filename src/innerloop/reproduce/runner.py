@@ -25,6 +25,7 @@ import torch
 from innerloop import config as config_mod
 from innerloop import distributed
 from innerloop.errors import DivergenceError, UserError
+from innerloop.threads import busy_machine_warning, env_threads
 
 
 @dataclass
@@ -177,23 +178,6 @@ def hardware(device: str) -> dict[str, Any]:
 DIVERGED = "diverged.json"
 
 
-def busy_machine_warning(threads: int, load: float | None = None, cores: int | None = None) -> str | None:
-    """A one-line warning when ``threads`` more threads would oversubscribe the cores other processes already keep
-    busy (1-minute load average), else None. Only a warning: the thread count stays a function of the settings, so
-    a run's numbers do not depend on what else the machine was doing."""
-    cores = cores or os.cpu_count() or 1
-    if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except OSError:  # not available on this platform
-            return None
-    if "INNERLOOP_THREADS" in os.environ or threads <= 1 or load + threads <= cores + 0.5:
-        return None
-    free = max(1, int(cores - load + 0.5))
-    return (f"warning: the machine is already busy (load {load:.1f} on {cores} cores) and this run starts {threads} "
-            f"threads: oversubscribed threads slow it several-fold; set INNERLOOP_THREADS={free} (or fewer)")
-
-
 def run_rows(rows: list[Row], out: str, jobs: int = 1) -> list[dict[str, Any] | None]:
     """Run (or resume, or skip when finished) every row; ``jobs`` rows at a time in processes.
 
@@ -207,7 +191,7 @@ def run_rows(rows: list[Row], out: str, jobs: int = 1) -> list[dict[str, Any] | 
                         "tasks over processes: use one of them")
     Path(out, "runs").mkdir(parents=True, exist_ok=True)
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    threads = int(os.environ.get("INNERLOOP_THREADS", 0)) or max(1, (os.cpu_count() or 1) // (jobs * local))
+    threads = env_threads() or max(1, (os.cpu_count() or 1) // (jobs * local))
     warning = busy_machine_warning(threads * jobs * local)
     if warning and distributed.current().rank == 0:
         print(warning, flush=True)
