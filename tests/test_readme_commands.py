@@ -54,8 +54,8 @@ def shrink(argv: list[str], server: str) -> list[str]:
     cmd = argv[1] if len(argv) > 1 else ""
     argv = [re.sub(r"^train\.iterations=(\d+)$", lambda m: f"train.iterations={min(int(m.group(1)), 6)}", a)
             for a in argv]
-    if "--tasks" in argv:
-        argv[argv.index("--tasks") + 1] = "20"
+    if "--tasks" in argv:  # a few tasks: the command, not the statistic, is under test (LFT tasks take ~4 s each)
+        argv[argv.index("--tasks") + 1] = "4"
     if cmd == "train" and "--resume" not in argv:
         argv += TINY + ["--quiet"]
         if any(a.startswith("omniglot/") or a.startswith("alfa/") for a in argv):
