@@ -127,3 +127,18 @@ def test_alfa_runs_saved_before_the_robust_default_still_load_in_the_authors_for
     assert hasattr(meta.rule, "alpha0") and not hasattr(meta.rule, "log_alpha0")
     assert C.load("sinusoid/alfa-maml").rule.form == "paper"
     assert C.load("sinusoid/maml", ['rule.kind="alfa"']).rule.form == "robust"
+
+
+def test_a_non_alfa_run_saved_with_the_old_form_default_still_resumes(tmp_path):
+    """Runs saved while ``rule.form`` defaulted to "paper" hold ``form = "paper"`` whatever their rule; for a rule
+    that does not read it, that must not make ``--resume`` see a changed config."""
+    from innerloop.train import _read_config, train
+
+    run = tmp_path / "run"
+    cfg = C.load("sinusoid/maml", ["train.iterations=2", "eval.tasks=2"])
+    train(cfg, run, progress=False)
+    text = (run / "config.toml").read_text().replace('form = "robust"', 'form = "paper"')
+    (run / "config.toml").write_text(text)
+    assert _read_config(run).rule.form == "robust"
+    cfg = C.load("sinusoid/maml", ["train.iterations=3", "eval.tasks=2"])
+    assert train(cfg, run, resume=True, progress=False)["iterations"] == 3

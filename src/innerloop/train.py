@@ -219,9 +219,12 @@ def _read_config(run_dir: Path) -> Config:
         # saved before oracle.noise existed: its zeroth-order directions came from the global stream
         oracle["noise"] = "stream"
     rule = data.get("rule")
-    if isinstance(rule, dict) and "form" not in rule:
-        # saved before rule.form existed (or while "paper" was its default): ALFA ran in the authors' form
-        rule["form"] = "paper"
+    if isinstance(rule, dict):
+        if rule.get("kind", "sgd") != "alfa":
+            rule.pop("form", None)  # only ALFA reads it: a saved "paper" (the old default) must not block a resume
+        elif "form" not in rule:
+            # saved before rule.form existed (or while "paper" was its default): ALFA ran in the authors' form
+            rule["form"] = "paper"
     return apply(Config(), data, where=str(path))
 
 
