@@ -265,8 +265,9 @@ def _threads(quiet: bool) -> None:
 
     from innerloop.threads import busy_machine_warning, env_threads
 
-    if env_threads():
-        torch.set_num_threads(env_threads())
+    threads = env_threads()
+    if threads:
+        torch.set_num_threads(threads)
     warning = None if quiet else busy_machine_warning(torch.get_num_threads())
     if warning:
         print(warning, file=sys.stderr, flush=True)
@@ -317,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             world = distributed.World()
             if distributed.launched():  # one of torchrun's processes: join the group, one GPU per process
                 world, cfg.train.device = distributed.init_from_env(cfg.train.device)
-            if not distributed.launched():
+            else:
                 _threads(args.quiet)
             try:
                 summary = train(cfg, args.out, resume=resume, progress=not args.quiet)

@@ -29,7 +29,7 @@ def busy_machine_warning(threads: int, load: float | None = None, cores: int | N
     if load is None:
         try:
             load = os.getloadavg()[0]
-        except OSError:  # not available on this platform
+        except (AttributeError, OSError):  # no load average on this platform (Windows)
             return None
     if "INNERLOOP_THREADS" in os.environ or threads <= 1 or load + threads <= cores + 0.5:
         return None
