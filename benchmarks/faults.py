@@ -179,7 +179,9 @@ def killed_run(index: int, config: str, sets: list[str], run: Path, ref: Path, d
     """Kill one run 1-3 times (modes cycle with ``index`` so every mode is exercised), resume it to the end,
     and compare it with ``ref``. Each kill point is drawn from the work that is left: a random moment of the
     remaining run time, or one of the checkpoints still to be written. A kill that misses (the process finished
-    first) ends the run's kills, unless it had none yet (then the run starts over)."""
+    first) ends the run's kills, unless it had none yet (then the run starts over); a missed time kill also
+    shortens the run time the next moments are drawn from to the one just observed, so a reference timed on a
+    busier machine (parallel tests) cannot make every time kill land after the end."""
     rng = random.Random(seed * 100003 + index)
     want = rng.randint(1, 3)
     kills, corrupt, modes, at, starts = 0, 0, [], [], 0
@@ -194,10 +196,13 @@ def killed_run(index: int, config: str, sets: list[str], run: Path, ref: Path, d
             mode = MODES[(index + kills) % len(MODES)]
             done = _saved_iteration(run) if resume else 0
             if mode == "time":
+                t0 = time.perf_counter()
                 p = _spawn(argv)
                 time.sleep(rng.uniform(0.0, duration * (1.0 - 0.8 * done / iterations)))
                 if p.poll() is None:
                     p.kill()
+                else:  # missed: the machine is faster now than when the reference ran; draw from what was seen
+                    duration = min(duration, (time.perf_counter() - t0) / (1.0 - 0.8 * done / iterations))
             else:  # checkpoints still to come: every multiple of `every` after `done`, and the last iteration
                 left = len([i for i in range(done + 1, iterations) if i % every == 0]) + 1
                 p = _spawn(argv, mode, rng.randint(1, left))
