@@ -348,7 +348,7 @@ def build_init(cfg: Config, model: nn.Module) -> nn.Module:
 def build_oracle(cfg: Config):
     o = cfg.oracle
     if o.kind == "zo":
-        return ZerothOrderOracle(o.q, o.mu, o.directions, o.detach, o.noise)
+        return ZerothOrderOracle(o.q, o.mu, o.directions, o.detach, o.noise, o.antithetic)
     return AutogradOracle(cfg.inner.order)
 
 

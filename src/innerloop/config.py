@@ -134,6 +134,7 @@ class OracleConfig:
     directions: str = "gaussian"
     detach: bool = False
     noise: str = "keyed"
+    antithetic: bool = False
 
 
 @dataclass
@@ -314,7 +315,8 @@ KEY_DOCS: dict[str, str] = {
     "oracle.kind": "autograd (exact gradients) or zo (zeroth order: estimated from loss values only)",
     "oracle.q": "zo: random directions per estimate (>= 1)",
     "oracle.mu": "zo: smoothing radius (> 0)",
-    "oracle.directions": "zo: gaussian or unit-sphere directions",
+    "oracle.directions": "zo: gaussian, unit-sphere, or orthogonal (q <= parameters) directions",
+    "oracle.antithetic": "zo: central differences f(x+mu u) - f(x-mu u): 2q + 1 queries per step instead of q + 1",
     "oracle.detach": "zo: the estimate is a constant in the meta-gradient (no graph through the q + 1 queries)",
     "oracle.noise": "zo: keyed (directions keyed by batch, task and step: the same for any batching or sharding) or "
                     "stream (one global generator)",
@@ -402,7 +404,7 @@ CHOICES = {
     "rule.alpha_granularity": ("step_layer", "step", "layer"),
     "rule.beta_granularity": ("step_layer", "step", "layer"),
     "oracle.kind": ("autograd", "zo"),
-    "oracle.directions": ("gaussian", "sphere"),
+    "oracle.directions": ("gaussian", "sphere", "orthogonal"),
     "oracle.noise": ("keyed", "stream"),
     "objective.weights": ("uniform", "increasing", "final"),
     "inner.order": ("second", "first"),

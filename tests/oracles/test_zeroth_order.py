@@ -1,4 +1,5 @@
-"""The zeroth-order estimator: unbiased on a quadratic, q + 1 queries, one batched call, no autograd."""
+"""The zeroth-order estimator: unbiased on a quadratic, q + 1 queries (2q + 1 antithetic), one batched call,
+no autograd; orthogonal directions with central differences recover a quadratic's gradient exactly at q = d."""
 
 import pytest
 import torch
@@ -16,12 +17,14 @@ def quadratic(d=10, seed=0):
     return f, theta, a @ theta["w"] + b
 
 
-@pytest.mark.parametrize("directions", ["gaussian", "sphere"])
-def test_mean_estimate_converges_to_the_gradient(directions):
+@pytest.mark.parametrize("directions,antithetic", [("gaussian", False), ("sphere", False), ("orthogonal", False),
+                                                    ("gaussian", True), ("orthogonal", True)])
+def test_mean_estimate_converges_to_the_gradient(directions, antithetic):
     """Statistical test: the mean of N independent estimates is within 4 standard errors
     (per coordinate, estimated from the draws) of the true gradient, and within 5% in norm."""
     f, theta, true = quadratic()
-    oracle = ZerothOrderOracle(q=20, mu=1e-3, directions=directions)
+    oracle = ZerothOrderOracle(q=20 if directions != "orthogonal" else 6, mu=1e-3, directions=directions,
+                               antithetic=antithetic)
     torch.manual_seed(0)
     est = torch.stack([oracle(f, theta)[1]["w"] for _ in range(3000)])
     mean, se = est.mean(0), est.std(0) / est.shape[0] ** 0.5
@@ -41,6 +44,51 @@ def test_counts_q_plus_one_queries_in_one_batched_call():
     assert queries == 8
     assert len(calls) == 2  # f(theta), then all q perturbed losses in a single vmapped call
     assert grads["w"].shape == theta["w"].shape and torch.equal(loss, f(theta))
+
+
+def test_antithetic_counts_two_queries_per_direction_in_one_batched_call():
+    f, theta, _ = quadratic()
+    calls = []
+
+    def counted(p):
+        calls.append(p["w"].shape)
+        return f(p)
+
+    oracle = ZerothOrderOracle(q=7, antithetic=True)
+    loss, grads, queries = oracle(counted, theta)
+    assert queries == oracle.queries == 15
+    assert len(calls) == 2  # f(theta), then the 2q perturbed losses (+u and -u) in a single vmapped call
+    assert torch.equal(loss, f(theta))
+
+
+def test_orthogonal_directions_are_orthogonal_with_gaussian_norm():
+    """Directions of norm sqrt(d), pairwise orthogonal: seen through a linear f, whose forward differences
+    are exactly u . b, so each direction's component of the estimate reads back u_i . b."""
+    d, q = 10, 4
+    b = torch.randn(d, dtype=torch.float64)
+    f = lambda p: b @ p["w"]
+    torch.manual_seed(3)
+    _, g, _ = ZerothOrderOracle(q=q, mu=1.0, directions="orthogonal")(f, {"w": torch.zeros(d, dtype=torch.float64)})
+    torch.manual_seed(3)
+    u = torch.linalg.qr(torch.randn(q, d, dtype=torch.float64).T).Q.T * d ** 0.5
+    assert torch.allclose(u @ u.T, d * torch.eye(q, dtype=torch.float64), atol=1e-10)
+    assert torch.allclose(g["w"], (u @ b) @ u / q, atol=1e-10)
+
+
+def test_orthogonal_antithetic_with_q_equal_d_is_the_exact_gradient_of_a_quadratic():
+    """Central differences are exact on a quadratic (u . grad f), and d orthogonal directions of norm sqrt(d)
+    resolve the identity: (1/d) sum_i u_i u_i^T = I. One estimate, no averaging."""
+    f, theta, true = quadratic()
+    _, g, queries = ZerothOrderOracle(q=10, mu=0.3, directions="orthogonal", antithetic=True)(f, theta)
+    assert queries == 21 and torch.allclose(g["w"], true, rtol=1e-9, atol=1e-10)
+
+
+def test_orthogonal_with_more_directions_than_parameters_is_a_config_error():
+    from innerloop.errors import ConfigError
+
+    f, theta, _ = quadratic()
+    with pytest.raises(ConfigError, match="use q <= 10"):
+        ZerothOrderOracle(q=11, directions="orthogonal")(f, theta)
 
 
 def test_no_autograd_at_test_time():

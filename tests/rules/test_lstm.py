@@ -154,6 +154,54 @@ def test_zeroth_order_meta_gradient_matches_a_hand_written_unroll(sine_batch, de
         torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
 
 
+#: the structured estimators of issue 23: orthogonal directions and/or central (antithetic) differences
+STRUCTURED = [("orthogonal", False), ("gaussian", True), ("orthogonal", True)]
+
+
+@pytest.mark.parametrize("directions,antithetic", STRUCTURED)
+def test_structured_zeroth_order_meta_gradient_matches_finite_differences(sine_batch, directions, antithetic):
+    meta = mlp_meta("first", "lft", preprocess="none",
+                    oracle=ZerothOrderOracle(q=4, mu=1e-3, directions=directions, antithetic=antithetic))
+    g = grads(meta, sine_batch)
+    for an, fd in directional_checks(list(meta.parameters()), lambda: loss_at(meta, sine_batch), g, directions=2, seed=3):
+        assert an == pytest.approx(fd, rel=1e-5, abs=1e-8)
+
+
+@pytest.mark.parametrize("directions,antithetic", STRUCTURED)
+def test_structured_zeroth_order_meta_gradient_matches_a_hand_written_unroll(sine_batch, directions, antithetic):
+    """The keyed directions written out: orthonormalised (QR) and scaled to norm sqrt(d), and/or
+    (1/q) sum_i (f(theta + mu u_i) - f(theta - mu u_i)) / (2 mu) u_i."""
+    q, mu = 4, 1e-3
+
+    def estimate(meta, theta, xs, ys, g):
+        names, sizes = list(theta), [t.numel() for t in theta.values()]
+        unflat = lambda vec: {k: v.view_as(theta[k]) for k, v in zip(names, vec.split(sizes))}
+        f = lambda vec: F.mse_loss(meta.learner.forward(unflat(vec), xs), ys)
+        flat = torch.cat([t.reshape(-1) for t in theta.values()])
+        u = torch.randn(q * flat.numel(), dtype=flat.dtype, generator=g).view(q, -1)
+        if directions == "orthogonal":
+            u = torch.linalg.qr(u.T).Q.T * flat.numel() ** 0.5
+        if antithetic:
+            est = sum((f(flat + mu * u[r]) - f(flat - mu * u[r])) / (2 * mu) * u[r] for r in range(q)) / q
+        else:
+            est = sum((f(flat + mu * u[r]) - f(flat)) / mu * u[r] for r in range(q)) / q
+        return unflat(est)
+
+    meta = mlp_meta("first", "lft", oracle=ZerothOrderOracle(q=q, mu=mu, directions=directions, antithetic=antithetic))
+    for a, b in zip(grads(meta, sine_batch), hand_unroll(meta, sine_batch, estimate)):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("directions,antithetic", STRUCTURED)
+def test_structured_zeroth_order_vmap_and_loop_agree(sine_batch, directions, antithetic):
+    def make(executor):
+        return mlp_meta("first", "lft", executor=executor,
+                        oracle=ZerothOrderOracle(q=4, mu=1e-3, directions=directions, antithetic=antithetic))
+
+    for x, y in zip(grads(make("loop"), sine_batch), grads(make("vmap"), sine_batch)):
+        torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-12)
+
+
 def test_detaching_the_zeroth_order_estimate_changes_the_meta_gradient(sine_batch):
     """Guards against a silently detached (or silently kept) estimate."""
     kept = torch.cat([g.flatten() for g in grads(mlp_meta("first", oracle=ZerothOrderOracle(q=4, mu=1e-3)), sine_batch)])
