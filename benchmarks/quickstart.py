@@ -5,7 +5,8 @@ the install, then the main job.
     python benchmarks/quickstart.py --out /tmp/quickstart --tests    # ... and the README's test command too
 
 Prints the wall time of each phase (clone, ``pip install torch==2.13.0 -e .``, ``innerloop reproduce alfa-sinusoid
---budget quick``, optionally ``pip install -e ".[test]" && python -m pytest``) and the 1-minute load average
+--budget quick``, optionally ``pip install -e ".[test]" && python -m pytest`` and the end-to-end suite
+``python -m pytest -m slow`` that CI runs as well) and the 1-minute load average
 before and after (another busy process on a 2-core machine distorts every number). Numbers in the README come
 from this script on an otherwise idle machine.
 """
@@ -55,8 +56,9 @@ def main() -> None:
           .join(["| method", ""]))
     if args.tests:
         tests = timed('pip install -e ".[test]"', 'pip install -q torch==2.13.0 -e ".[test]"', clone, env)
-        tests += timed("python -m pytest", "python -m pytest -q -x", clone, env)
+        tests += timed("python -m pytest", "python -m pytest -x", clone, env)
         print(f"{'tests, install included':<58} {tests:7.1f} s")
+        timed("python -m pytest -m slow (end-to-end suite, CI)", "python -m pytest -x -m slow", clone, env)
     print(f"load average (1 min) after: {os.getloadavg()[0]:.2f}")
 
 

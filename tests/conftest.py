@@ -18,10 +18,23 @@ SLOW_FIRST = [
 ]
 
 
+#: the end-to-end suite, marked ``slow`` and left out of the default run (``addopts`` in pyproject.toml): every README
+#: command block, kill-and-resume of real processes, multi-process training and torch.compile. These launch dozens
+#: of Python processes (~1.5 s of CPU each only to import torch) or compile for tens of seconds. ``pytest -m slow``
+#: runs them, ``pytest -m ""`` everything; CI (.ci/run) runs both suites.
+SLOW = [
+    "tests/test_readme_commands.py", "tests/test_distributed.py", "tests/engine/test_compile.py",
+    "tests/test_faults.py::test_killed_runs_resume_bit_identical_in_every_kill_mode",
+]
+
+
 def pytest_collection_modifyitems(items):
     def rank(item) -> int:
         return next((i for i, prefix in enumerate(SLOW_FIRST) if item.nodeid.startswith(prefix)), len(SLOW_FIRST))
 
+    for item in items:
+        if any(item.nodeid.startswith(prefix) for prefix in SLOW):
+            item.add_marker(pytest.mark.slow)
     items.sort(key=rank)  # stable: the collected order within each rank
 
 
