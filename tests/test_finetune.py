@@ -52,6 +52,15 @@ def test_finetune_cli(tmp_path, capsys, monkeypatch):
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["loss_queries"] == 4 * 21 + 1 and out["steps"] == 4
+    # the estimator's settings: 5 orthogonal directions, central differences: 2 x 5 + 1 queries per step
+    assert main(["finetune", str(run), "--model", "usermodel:make", "--data", str(tmp_path / "data.pt"), "--steps", "4",
+                 "--oracle", "zo", "--zo-q", "5", "--zo-directions", "orthogonal", "--zo-antithetic",
+                 "--out", str(tmp_path / "tuned5.pt")]) == 0
+    assert json.loads(capsys.readouterr().out)["loss_queries"] == 4 * 11 + 1
+    assert main(["finetune", str(run), "--model", "usermodel:make", "--data", str(tmp_path / "data.pt"), "--steps", "4",
+                 "--oracle", "zo", "--zo-q", "500", "--zo-directions", "orthogonal", "--out", str(tmp_path / "t5.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--zo-q = 500" in err and "use q <= 25" in err and not (tmp_path / "t5.pt").exists()
     state = torch.load(tmp_path / "tuned.pt", weights_only=True)
     assert set(state) == {"0.weight", "0.bias", "2.weight", "2.bias"}
     assert main(["finetune", str(run), "--model", "nomodule:make", "--data", str(tmp_path / "data.pt"),

@@ -133,6 +133,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="a shared-ALFA fine-tuner (rule.kind = alfa_shared) anchored at your model's SGD rate RATE, "
                         "its learned multipliers kept (default: the rate it was trained with)")
     f.add_argument("--oracle", default="fo", choices=["fo", "zo"], help="fo: gradients; zo: loss values only")
+    f.add_argument("--zo-q", type=int, default=20, metavar="Q", help="zo: random directions per step")
+    f.add_argument("--zo-mu", type=float, default=0.005, metavar="MU", help="zo: smoothing radius")
+    f.add_argument("--zo-directions", default="gaussian", choices=["gaussian", "sphere", "orthogonal"],
+                   help="zo: direction distribution (orthogonal: Q <= the model's parameters)")
+    f.add_argument("--zo-antithetic", action="store_true",
+                   help="zo: central differences, 2Q + 1 loss queries per step instead of Q + 1")
     f.add_argument("--loss", default="mse", choices=["mse", "cross_entropy"], help="the loss on your examples")
     f.add_argument("--out", required=True, help="where to write the fine-tuned state_dict")
     f.add_argument("--seed", type=int, default=0, help="seed of the random draws (e.g. zo directions)")

@@ -66,11 +66,16 @@ def frozen(rule: UpdateRule) -> UpdateRule:
     return rule
 
 
-def make_oracle(oracle: str, q: int = 20, mu: float = 0.005):
+def make_oracle(oracle: str, q: int = 20, mu: float = 0.005, directions: str = "gaussian", antithetic: bool = False):
+    """``"fo"``: exact gradients; ``"zo"``: the zeroth-order estimate with q directions (``q + 1`` loss queries per
+    step, ``2q + 1`` antithetic)."""
     if oracle == "fo":
         return AutogradOracle("first")
     if oracle == "zo":
-        return ZerothOrderOracle(q, mu)
+        try:
+            return ZerothOrderOracle(q, mu, directions, antithetic=antithetic)
+        except ConfigError as e:
+            raise UserError(str(e).replace("oracle.q", "--zo-q").replace("oracle.mu", "--zo-mu")) from None
     raise UserError(f"oracle {oracle!r} is not 'fo' (gradients) or 'zo' (loss values only)")
 
 

@@ -16,8 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from innerloop.checkpoint import atomic_write
-from innerloop.errors import DivergenceError, UserError
-from innerloop.finetune import MAX_STEPS, check_finite, finetune, first_line, frozen, load_fine_tuner, shape_str
+from innerloop.errors import ConfigError, DivergenceError, UserError
+from innerloop.finetune import (MAX_STEPS, check_finite, finetune, first_line, frozen, load_fine_tuner, make_oracle,
+                                shape_str)
 
 STATE_DICT_HINT = "save it with torch.save(model.state_dict(), path)"
 
@@ -179,9 +180,13 @@ def run_finetune(args) -> dict:
         load_weights(model, args.weights)
     x, y = prepare_data(*load_data(args.data), args.loss, model, args.data)
     try:
-        report = finetune(model, x, y, rule, steps=steps, loss=args.loss, oracle=args.oracle, seed=args.seed)
+        oracle = make_oracle(args.oracle, args.zo_q, args.zo_mu, args.zo_directions, args.zo_antithetic)
+        report = finetune(model, x, y, rule, steps=steps, loss=args.loss, oracle=oracle, seed=args.seed)
     except DivergenceError as e:
         raise UserError(f"{e}; nothing was written to {out}") from None
+    except ConfigError as e:  # an estimator setting that does not fit the model (orthogonal, Q > parameters)
+        raise UserError(f"{str(e).replace('oracle.q', '--zo-q').replace('oracle.directions', '--zo-directions')}; "
+                        f"nothing was written to {out}") from None
     state = model.state_dict()
     try:
         atomic_write(out, lambda f: torch.save(state, f))
