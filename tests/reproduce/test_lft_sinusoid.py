@@ -9,8 +9,8 @@ from innerloop.reproduce import lft_sinusoid
 
 def test_stable_rows_add_the_issue_23_settings_to_their_papers_form_row():
     rows = {r.id: r for r in lft_sinusoid.rows_for("paper", "cpu")}
-    assert sorted(rows) == sorted(f"{m}-{o}" for o in ("fo", "zo") for m in
-                                  ("lft", "l2o", "maml", "lft-stable", "l2o-stable"))
+    assert sorted(rows) == sorted([f"{m}-{o}" for o in ("fo", "zo") for m in
+                                   ("lft", "l2o", "maml", "lft-stable", "l2o-stable")] + ["lft-oa50-zo"])
     for oracle in ("fo", "zo"):
         for m in ("lft", "l2o"):
             plain, stable = rows[f"{m}-{oracle}"], rows[f"{m}-stable-{oracle}"]
@@ -20,6 +20,18 @@ def test_stable_rows_add_the_issue_23_settings_to_their_papers_form_row():
             assert (cfg.rule.max_update, cfg.rule.descent, cfg.train.horizon, cfg.train.truncation) == (0.1, True, 100, 20)
             assert cfg.oracle.noise == "keyed" and config.load(plain.config, plain.overrides).oracle.noise == "stream"
             assert max(stable.record) == 200
+
+
+def test_structured_zeroth_order_row_is_the_papers_form_with_the_screened_estimator():
+    rows = {r.id: r for r in lft_sinusoid.rows_for("paper", "cpu")}
+    row, plain = rows["lft-oa50-zo"], rows["lft-zo"]
+    assert row.overrides == [o for o in plain.overrides if o != 'oracle.noise="stream"'] + lft_sinusoid.STRUCTURED
+    cfg = config.load(row.config, row.overrides)
+    assert (cfg.oracle.kind, cfg.oracle.q, cfg.oracle.directions, cfg.oracle.antithetic) == ("zo", 50, "orthogonal", True)
+    assert cfg.oracle.noise == "keyed" and cfg.train.horizon == config.load(plain.config, plain.overrides).train.horizon
+    results = [_row(m, o, 2.0, 0.1) for m, o in [("LFT", "fo"), ("LFT", "zo"), (lft_sinusoid.STRUCTURED_METHOD, "zo")]]
+    text = lft_sinusoid.comparisons(results)
+    assert any(l.startswith(f"| {lft_sinusoid.STRUCTURED_METHOD} | ") and "| 101 (" in l for l in text)
 
 
 def _row(method, oracle, level, slope):
