@@ -32,7 +32,9 @@ def test_mean_estimate_converges_to_the_gradient(directions, antithetic):
     assert float((mean - true).norm() / true.norm()) < 0.05
 
 
-def test_counts_q_plus_one_queries_in_one_batched_call():
+@pytest.mark.parametrize("antithetic,queries", [(False, 8), (True, 15)])
+def test_counts_its_queries_in_one_batched_call(antithetic, queries):
+    """q + 1 queries (2q + 1 antithetic): f(theta), then all perturbed losses (+u, and -u) in one vmapped call."""
     f, theta, _ = quadratic()
     calls = []
 
@@ -40,25 +42,11 @@ def test_counts_q_plus_one_queries_in_one_batched_call():
         calls.append(p["w"].shape)
         return f(p)
 
-    loss, grads, queries = ZerothOrderOracle(q=7)(counted, theta)
-    assert queries == 8
-    assert len(calls) == 2  # f(theta), then all q perturbed losses in a single vmapped call
+    oracle = ZerothOrderOracle(q=7, antithetic=antithetic)
+    loss, grads, n = oracle(counted, theta)
+    assert n == oracle.queries == queries
+    assert len(calls) == 2
     assert grads["w"].shape == theta["w"].shape and torch.equal(loss, f(theta))
-
-
-def test_antithetic_counts_two_queries_per_direction_in_one_batched_call():
-    f, theta, _ = quadratic()
-    calls = []
-
-    def counted(p):
-        calls.append(p["w"].shape)
-        return f(p)
-
-    oracle = ZerothOrderOracle(q=7, antithetic=True)
-    loss, grads, queries = oracle(counted, theta)
-    assert queries == oracle.queries == 15
-    assert len(calls) == 2  # f(theta), then the 2q perturbed losses (+u and -u) in a single vmapped call
-    assert torch.equal(loss, f(theta))
 
 
 def test_orthogonal_directions_are_orthogonal_with_gaussian_norm():

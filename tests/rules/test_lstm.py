@@ -134,21 +134,33 @@ def test_zeroth_order_meta_gradient_matches_finite_differences(sine_batch, objec
         assert an == pytest.approx(fd, rel=1e-5, abs=1e-8)
 
 
-@pytest.mark.parametrize("noise", ["keyed", "stream"])
-@pytest.mark.parametrize("detach", [True, False])
-def test_zeroth_order_meta_gradient_matches_a_hand_written_unroll(sine_batch, detach, noise):
-    """Same seeded directions, the estimate written out: (1/q) sum_i (f(theta + mu u_i) - f(theta)) / mu u_i."""
-    q, mu = 4, 1e-3
-
+def written_out_estimate(q, mu, detach=False, directions="gaussian", antithetic=False):
+    """The zeroth-order estimate for :func:`hand_unroll`, from the generator's q x d Gaussian draw: orthonormalised
+    (QR) and scaled to norm sqrt(d) if ``orthogonal``; (1/q) sum_i (f(theta + mu u_i) - f(theta)) / mu u_i, or with
+    central differences (f(theta + mu u_i) - f(theta - mu u_i)) / (2 mu) if ``antithetic``."""
     def estimate(meta, theta, xs, ys, g):
         names, sizes = list(theta), [t.numel() for t in theta.values()]
         unflat = lambda vec: {k: v.view_as(theta[k]) for k, v in zip(names, vec.split(sizes))}
         f = lambda vec: F.mse_loss(meta.learner.forward(unflat(vec), xs), ys)
         flat = torch.cat([t.reshape(-1) for t in theta.values()])
         u = torch.randn(q * flat.numel(), dtype=flat.dtype, generator=g).view(q, -1)
-        est = sum((f(flat + mu * u[r]) - f(flat)) / mu * u[r] for r in range(q)) / q
+        if directions == "orthogonal":
+            u = torch.linalg.qr(u.T).Q.T * flat.numel() ** 0.5
+        if antithetic:
+            est = sum((f(flat + mu * u[r]) - f(flat - mu * u[r])) / (2 * mu) * u[r] for r in range(q)) / q
+        else:
+            est = sum((f(flat + mu * u[r]) - f(flat)) / mu * u[r] for r in range(q)) / q
         return unflat(est.detach() if detach else est)
 
+    return estimate
+
+
+@pytest.mark.parametrize("noise", ["keyed", "stream"])
+@pytest.mark.parametrize("detach", [True, False])
+def test_zeroth_order_meta_gradient_matches_a_hand_written_unroll(sine_batch, detach, noise):
+    """Same seeded directions, the estimate written out: (1/q) sum_i (f(theta + mu u_i) - f(theta)) / mu u_i."""
+    q, mu = 4, 1e-3
+    estimate = written_out_estimate(q, mu, detach=detach)
     meta = mlp_meta("first", "lft", oracle=ZerothOrderOracle(q=q, mu=mu, detach=detach, noise=noise))
     for a, b in zip(grads(meta, sine_batch), hand_unroll(meta, sine_batch, estimate)):
         torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
@@ -172,21 +184,7 @@ def test_structured_zeroth_order_meta_gradient_matches_a_hand_written_unroll(sin
     """The keyed directions written out: orthonormalised (QR) and scaled to norm sqrt(d), and/or
     (1/q) sum_i (f(theta + mu u_i) - f(theta - mu u_i)) / (2 mu) u_i."""
     q, mu = 4, 1e-3
-
-    def estimate(meta, theta, xs, ys, g):
-        names, sizes = list(theta), [t.numel() for t in theta.values()]
-        unflat = lambda vec: {k: v.view_as(theta[k]) for k, v in zip(names, vec.split(sizes))}
-        f = lambda vec: F.mse_loss(meta.learner.forward(unflat(vec), xs), ys)
-        flat = torch.cat([t.reshape(-1) for t in theta.values()])
-        u = torch.randn(q * flat.numel(), dtype=flat.dtype, generator=g).view(q, -1)
-        if directions == "orthogonal":
-            u = torch.linalg.qr(u.T).Q.T * flat.numel() ** 0.5
-        if antithetic:
-            est = sum((f(flat + mu * u[r]) - f(flat - mu * u[r])) / (2 * mu) * u[r] for r in range(q)) / q
-        else:
-            est = sum((f(flat + mu * u[r]) - f(flat)) / mu * u[r] for r in range(q)) / q
-        return unflat(est)
-
+    estimate = written_out_estimate(q, mu, directions=directions, antithetic=antithetic)
     meta = mlp_meta("first", "lft", oracle=ZerothOrderOracle(q=q, mu=mu, directions=directions, antithetic=antithetic))
     for a, b in zip(grads(meta, sine_batch), hand_unroll(meta, sine_batch, estimate)):
         torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
