@@ -106,7 +106,7 @@ def figure(results: list[dict[str, Any]]):
     bottom = 10.0 ** math.floor(math.log10(min(means) / 3))
     top = max([s["mean"] + s["std"] for c in curves for s in c if 0 < s["mean"] + s["std"] < math.inf] or [10.0]) * 2
     titles = {"fo": "first-order oracle (autograd gradients)",
-              "zo": "zeroth-order oracle (q = 20 Gaussian directions unless named, μ = 0.005)"}
+              "zo": "zeroth-order oracle (Gaussian q = 20 unless named)"}
     for ax, oracle in zip(axes, ("fo", "zo")):
         for r, pts in zip(results, curves):
             if r["setting"]["oracle"] != oracle:
