@@ -72,10 +72,7 @@ def make_oracle(oracle: str, q: int = 20, mu: float = 0.005, directions: str = "
     if oracle == "fo":
         return AutogradOracle("first")
     if oracle == "zo":
-        try:
-            return ZerothOrderOracle(q, mu, directions, antithetic=antithetic)
-        except ConfigError as e:
-            raise UserError(str(e).replace("oracle.q", "--zo-q").replace("oracle.mu", "--zo-mu")) from None
+        return ZerothOrderOracle(q, mu, directions, antithetic=antithetic)
     raise UserError(f"oracle {oracle!r} is not 'fo' (gradients) or 'zo' (loss values only)")
 
 

@@ -184,9 +184,12 @@ def run_finetune(args) -> dict:
         report = finetune(model, x, y, rule, steps=steps, loss=args.loss, oracle=oracle, seed=args.seed)
     except DivergenceError as e:
         raise UserError(f"{e}; nothing was written to {out}") from None
-    except ConfigError as e:  # an estimator setting that does not fit the model (orthogonal, Q > parameters)
-        raise UserError(f"{str(e).replace('oracle.q', '--zo-q').replace('oracle.directions', '--zo-directions')}; "
-                        f"nothing was written to {out}") from None
+    except ConfigError as e:  # a bad estimator setting, or one that does not fit the model (orthogonal, Q > parameters)
+        flags = {"oracle.q": "--zo-q", "oracle.mu": "--zo-mu", "oracle.directions": "--zo-directions"}
+        message = str(e)
+        for key, flag in flags.items():
+            message = message.replace(key, flag)
+        raise UserError(f"{message}; nothing was written to {out}") from None
     state = model.state_dict()
     try:
         atomic_write(out, lambda f: torch.save(state, f))
