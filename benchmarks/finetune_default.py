@@ -1,6 +1,7 @@
 """The shipped fine-tuner against tuned Adam and SGD on problems it never saw (issue 23, part 3).
 
     python benchmarks/finetune_default.py [--tuner default] [--data DIR] [--methods tuner,adam,sgd]
+    python benchmarks/finetune_default.py --validate --tuner RUN_DIR      (choose between tuners: validation only)
 
 Five held-out problem families, each fine-tuned from a fresh random initialisation per task (PyTorch's default
 init, the same draws for every method):
@@ -17,7 +18,11 @@ init, the same draws for every method):
 Adam's and SGD's learning rates are chosen per family from a grid, by the mean query loss after 100 steps on
 ``--val-tasks`` validation tasks (never the test tasks); then every method is scored on ``--tasks`` fixed test tasks
 after 0, 10, 100 and 1,000 steps (query loss, and accuracy for classifiers). Per-run scores are cached in
-``OUT/scores.jsonl`` (rerunning resumes); ``OUT/results.md`` and ``OUT/figure.png`` are written from them.
+``OUT/scores.jsonl`` (rerunning resumes; a tuner's scores are keyed by a digest of its meta-parameters, so a
+retrained tuner is scored afresh); ``OUT/results.md`` and ``OUT/figure.png`` are written from them.
+
+``--validate`` scores the tuner on the validation tasks only (after 10 and 100 steps) and prints it beside the
+best Adam and SGD of each family's validation grid: candidate tuners are compared there, never on test tasks.
 """
 
 from __future__ import annotations
@@ -97,6 +102,20 @@ def make_rule(method: str, lr: float | None, tuner: str):
     return Adam(lr) if method == "adam" else SGD(lr)
 
 
+def tuner_tag(tuner: str) -> str:
+    """``tuner:`` + the first 12 hex digits of the SHA-256 of the tuner's meta-parameters (keys the score cache)."""
+    import hashlib
+
+    from innerloop.finetune import load_fine_tuner
+
+    state = load_fine_tuner(tuner).state_dict()
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().contiguous().float().numpy().tobytes())
+    return "tuner:" + h.hexdigest()[:12]
+
+
 def mean_finite(v: torch.Tensor) -> float:
     m = float(v.mean())
     return m if math.isfinite(m) else float("inf")
@@ -115,7 +134,12 @@ def main() -> None:
     ap.add_argument("--tuner-steps", type=int, default=1000,
                     help="score the LSTM only up to this many steps (it costs ~10-50 ms per task-step on a CPU)")
     ap.add_argument("--out", default=str(ROOT / "results/finetune-default"))
+    ap.add_argument("--compare", default="", help="more tuners (names or run folders) whose cached test scores the "
+                    "report shows beside --tuner's (score them first with --tuner NAME)")
+    ap.add_argument("--validate", action="store_true",
+                    help="score the tuner on validation tasks only, beside the tuned Adam and SGD (choosing a tuner)")
     args = ap.parse_args()
+    args.tag = tuner_tag(args.tuner)
     N_TASKS, VAL_TASKS, CHUNK = args.tasks, args.val_tasks, args.chunk
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -133,11 +157,12 @@ def main() -> None:
             with cache.open("a") as f:
                 f.write(json.dumps(r) + "\n")
             done[key] = r
-            shown = r["mean"] if "mean" in r else dict(zip(MARKS, r["means"]))
+            shown = r["mean"] if "mean" in r else dict(zip(r.get("marks", MARKS), r["means"]))
             print(f"{key}: {shown} ({r['seconds']} s)", flush=True)
         return done[key]
 
     methods = args.methods.split(",")
+    table = []
     for fam in args.families.split(","):
         learner, init, val, test = family(fam, args.data)
         classifier = learner.loss_name == "cross_entropy"
@@ -149,6 +174,15 @@ def main() -> None:
                     run(f"{fam}|{method}|{g}|val|loss", lambda: {
                         "mean": mean_finite(score(learner, init, make_rule(method, g, args.tuner), val, [100])[0][:, 0])})
                 lr = min(GRIDS[method], key=lambda g: done[f"{fam}|{method}|{g}|val|loss"]["mean"])
+            name = args.tag if method == "tuner" else method
+            if args.validate:
+                if method == "tuner":
+                    r = run(f"{fam}|{name}|None|val|loss", lambda: {"marks": [10, 100], "means": [
+                        mean_finite(c) for c in score(learner, init, make_rule(method, lr, args.tuner), val, [10, 100])[0].T]})
+                    table.append(f"{fam:14s} {args.tuner} ({name}): {r['means'][0]:.4g} / {r['means'][1]:.4g}")
+                else:
+                    table.append(f"{fam:14s} {method} lr {lr}: - / {done[f'{fam}|{method}|{lr}|val|loss']['mean']:.4g}")
+                continue
             marks = MARKS if method in GRIDS else [m for m in MARKS if m <= args.tuner_steps]
 
             def summary(v: torch.Tensor) -> dict:
@@ -156,7 +190,7 @@ def main() -> None:
                         "ci95": [float(1.96 * v[:, i].std() / len(v) ** 0.5) for i in range(len(marks))],
                         "nonfinite": int((~torch.isfinite(v)).sum()), "values": v.tolist()}
 
-            key = f"{fam}|{method}|{lr}|test"
+            key = f"{fam}|{name}|{lr}|test"
             # a cached score with fewer marks (an earlier, shorter --tuner-steps) is recomputed; the later line wins
             stale = any(f"{key}|{m}" not in done or done[f"{key}|{m}"].get("marks", MARKS)[-1] < marks[-1] for m in metrics)
             if stale:
@@ -166,6 +200,10 @@ def main() -> None:
                 run(f"{key}|loss", lambda: summary(v), force=True)
                 if classifier:
                     run(f"{key}|accuracy", lambda: summary(info["metric/accuracy"]), force=True)
+    if args.validate:
+        print(f"validation query loss after 10 / 100 steps ({args.val_tasks} tasks per family):")
+        print("\n".join(table))
+        return
     write_report(out, done, args)
 
 
@@ -178,10 +216,11 @@ def write_report(out: Path, done: dict, args) -> None:
              f"mean query loss after 100 steps on {args.val_tasks} validation tasks. Mean ± 95% CI over tasks.", "",
              "| family | method | lr | metric | " + " | ".join(f"{m} steps" for m in MARKS) + " | non-finite | ends above start |",
              "|---|---|---|---|" + "---|" * len(MARKS) + "---|---|"]
+    tuners = [(args.tuner, args.tag)] + [(c, tuner_tag(c)) for c in args.compare.split(",") if c]
     for fam in fams:
-        for method in ("tuner", "adam", "sgd"):
+        for method, (tname, tag) in [("tuner", t) for t in tuners] + [("adam", ("", "")), ("sgd", ("", ""))]:
             for metric in ("loss", "accuracy"):
-                r = chosen(done, fam, method, metric)
+                r = chosen(done, fam, method, metric, tag)
                 if r is None:
                     continue
                 at = dict(zip(r.get("marks", MARKS), zip(r["means"], r["ci95"])))
@@ -190,16 +229,16 @@ def write_report(out: Path, done: dict, args) -> None:
                 flags = " | " if metric != "loss" else (
                     f"{r['nonfinite']} | " + ("—" if r.get("marks", MARKS)[-1] != MARKS[-1] else
                                               "yes" if not r["means"][-1] <= r["means"][0] else "no"))
-                name = {"tuner": f"LSTM ({args.tuner})", "adam": "Adam", "sgd": "SGD"}[method]
+                name = {"tuner": f"LSTM ({tname})", "adam": "Adam", "sgd": "SGD"}[method]
                 lines.append(f"| {fam} | {name} | {r['lr'] if r['lr'] is not None else '—'} | {metric} | "
                              + " | ".join(cells) + f" | {flags} |")
-                rows.append((fam, method, metric, r))
+                rows.append((fam, method if method != "tuner" or tname == args.tuner else "other", metric, r, name))
     lines += training_section(args.tuner)
     lines += ["", "*non-finite*: (task, step count) scores that were NaN or infinite (a diverged fine-tuning); *ends above "
               "start*: the mean query loss after 1,000 steps is above the untrained model's (over-fitting the 10 "
               "support examples, or drifting).", "", "![query loss against steps](figure.png)", ""]
     (out / "results.md").write_text("\n".join(lines))
-    plot(out / "figure.png", rows, fams, args.tuner)
+    plot(out / "figure.png", rows, fams)
 
 
 def training_section(tuner: str) -> list[str]:
@@ -212,35 +251,35 @@ def training_section(tuner: str) -> list[str]:
     return ["", f"## How `{tuner}` was meta-trained", "",
             f"Config `{m['config']}` (`innerloop configs {m['config']}` prints it with every key explained), "
             f"{m['iterations']} meta-iterations; {m['rule']} with {m['parameters']:,} meta-parameters, "
-            f"`innerloop/weights/{m['file']}` (SHA-256 `{m['sha256'][:16]}…`). {m['notes']}. The run it was shipped "
-            f"from is `tuner/` beside this file (`metrics.jsonl` holds its meta-training curve). Reproduce:", "",
+            f"`innerloop/weights/{m['file']}` (SHA-256 `{m['sha256'][:16]}…`). {m['notes']}. The run folder's "
+            f"`metrics.jsonl` holds its meta-training curve. Reproduce:", "",
             f"    {m['reproduce']}"]
 
 
-def chosen(done: dict, fam: str, method: str, metric: str) -> dict | None:
+def chosen(done: dict, fam: str, method: str, metric: str, tag: str) -> dict | None:
     """The test scores of ``method`` at the learning rate its validation grid picked (the tuner has none)."""
     if method in GRIDS:
         val = [(done[k]["mean"], g) for g in GRIDS[method] if (k := f"{fam}|{method}|{g}|val|loss") in done]
         if len(val) < len(GRIDS[method]):
             return None
         return done.get(f"{fam}|{method}|{min(val)[1]}|test|{metric}")
-    return done.get(f"{fam}|{method}|None|test|{metric}")
+    return done.get(f"{fam}|{tag}|None|test|{metric}")
 
 
-def plot(path: Path, rows, fams, tuner: str) -> None:
+def plot(path: Path, rows, fams) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(fams), figsize=(4 * len(fams), 3.6), squeeze=False)
-    colours = {"tuner": "tab:red", "adam": "tab:blue", "sgd": "tab:green"}
+    colours = {"tuner": "tab:red", "other": "tab:orange", "adam": "tab:blue", "sgd": "tab:green"}
     for ax, fam in zip(axes[0], fams):
-        for f, method, metric, r in rows:
+        for f, method, metric, r, name in rows:
             if f != fam or metric != "loss":
                 continue
             xs = [max(m, 1) for m in r.get("marks", MARKS)]
-            label = {"tuner": f"LSTM ({tuner})", "adam": f"Adam {r['lr']}", "sgd": f"SGD {r['lr']}"}[method]
+            label = name if method in ("tuner", "other") else f"{name} {r['lr']}"
             ax.plot(xs, r["means"], marker="o", color=colours[method], label=label)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -249,7 +288,7 @@ def plot(path: Path, rows, fams, tuner: str) -> None:
         ax.set_ylabel("query loss (mean over tasks)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=9)
-    fig.suptitle("held-out problems: shipped fine-tuner vs tuned Adam and SGD", fontsize=12)
+    fig.suptitle("held-out problems: shipped fine-tuners vs tuned Adam and SGD", fontsize=12)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -70,14 +70,19 @@ def test_finetune_command_line_takes_a_shipped_tuner(shipped, tmp_path, capsys, 
     assert "--tuner default" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not (pretrained.WEIGHTS / "default.json").is_file(), reason="no default tuner shipped yet")
-def test_the_default_tuner_ships_with_its_config_and_checksum():
-    info = pretrained.manifest("default")
-    assert info["config"] == "tuners/default"
+def test_default_is_shipped():
+    assert "default" in pretrained.available()
+
+
+@pytest.mark.parametrize("name", pretrained.available())
+def test_each_shipped_tuner_ships_with_its_config_and_checksum(name):
+    info = pretrained.manifest(name)
+    assert info["config"] == f"tuners/{name}" and info["file"] == f"{name}.pt"
     assert pretrained.sha256(pretrained.WEIGHTS / info["file"]) == info["sha256"]
     cfg = config.load(info["config"])
     assert info["iterations"] == cfg.train.iterations  # the shipped file is the config's whole run
-    rule = load_fine_tuner("default")
+    assert f"innerloop train tuners/{name} " in info["reproduce"] and f"'{name}'" in info["reproduce"]
+    rule = load_fine_tuner(name)
     assert sum(p.numel() for p in rule.parameters()) == info["parameters"] < 10_000  # a few KB
     model = good()
     x = torch.linspace(-3, 3, 10).unsqueeze(1)

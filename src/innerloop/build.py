@@ -326,7 +326,7 @@ def build_rule(cfg: Config, learner: Learner, model: nn.Module) -> nn.Module:
     if r.kind == "lstm":
         return CoordinateLSTM(hidden=r.hidden, layers=r.layers, preprocess=r.preprocess, k=r.log_k, scale=r.scale,
                               bias=r.bias, head_init_scale=r.head_init_scale, max_update=r.max_update,
-                              descent=r.descent, output=r.output)
+                              descent=r.descent, output=r.output, adam_range=r.adam_range)
     shapes = {n: p.shape for n, p in model.named_parameters() if n in set(learner.inner)}
     return ALFA(
         shapes, steps, lr=r.lr, weight_decay=r.weight_decay, generator_layers=r.generator_layers,
@@ -357,7 +357,7 @@ def build_objective(cfg: Config):
     if o.kind == "msl":
         return MultiStepLoss(o.msl_epochs)
     if o.kind in ("lft", "l2o"):
-        return TrajectoryLoss(o.weights, "query" if o.kind == "lft" else "union")
+        return TrajectoryLoss(o.weights, "query" if o.kind == "lft" else "union", log=o.log)
     return FinalQueryLoss()
 
 

@@ -123,7 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("run_dir", nargs="?", default=None,
                    help="run directory of a fine-tuner you trained (e.g. innerloop train sinusoid/lft-stable); or --tuner")
     f.add_argument("--tuner", default=None, metavar="NAME",
-                   help="a fine-tuner shipped with innerloop instead of a run directory: default")
+                   help="a fine-tuner shipped with innerloop instead of a run directory: default (an LSTM modulating "
+                        "Adam) or stable-lstm (the earlier additive one)")
     f.add_argument("--model", required=True, help="'package.module:factory' returning your nn.Module")
     f.add_argument("--weights", default=None,
                    help="state_dict to load into the model first (torch.save file; default: the factory's weights)")

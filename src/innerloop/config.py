@@ -122,6 +122,7 @@ class RuleConfig:
     max_update: float = 0.0
     descent: bool = False
     output: str = "additive"
+    adam_range: float = 10.0
 
 
 @dataclass
@@ -152,6 +153,7 @@ class ObjectiveConfig:
     kind: str = "final"
     msl_epochs: int = 15
     weights: str = "uniform"
+    log: bool = False
     inner_loss: str = "task"
     metal_transductive: bool = True
     metal_init: str = "zero"
@@ -307,8 +309,10 @@ KEY_DOCS: dict[str, str] = {
     "rule.head_init_scale": "lstm: the head's initial weights are multiplied by this",
     "rule.max_update": "lstm: rho > 0 caps each tensor's update softly at rho * its gradient's norm, so the rule "
                        "stops where the gradient vanishes (0: unbounded, the papers' form)",
-    "rule.output": "lstm: additive (the update is scale * head output, the papers' form) or rate (a per-coordinate "
-                   "learning rate scale * sigmoid(head output) times the gradient)",
+    "rule.output": "lstm: additive (scale * head output, the papers' form), rate (scale * sigmoid(head) * gradient) "
+                   "or adam (Adam's step at a learned rate, scaled per coordinate by the LSTM)",
+    "rule.adam_range": "lstm, output = adam: the LSTM scales the learned base rate (from rule.scale) by a factor in "
+                       "[1/r, r] per coordinate (>= 1)",
     "rule.descent": "lstm: drop the uphill component of each tensor's update along its gradient, so every step "
                     "descends to first order (false: the papers' form)",
     # [oracle]
@@ -328,6 +332,8 @@ KEY_DOCS: dict[str, str] = {
                       "along the trajectory) or l2o (training loss along the trajectory)",
     "objective.msl_epochs": "msl: epochs over which the per-step weights anneal to the final step",
     "objective.weights": "lft / l2o: per-step weights: uniform, increasing or final (the last step only)",
+    "objective.log": "lft / l2o: sum the log of each step's loss, so task families with different loss scales "
+                     "weigh alike",
     "objective.inner_loss": "the loss the inner loop descends: task (the task loss) or metal (plus a meta-learned "
                             "loss of the task state, one network per step: MeTAL; needs inner.order = second)",
     "objective.metal_transductive": "metal: also a loss of the unlabelled query inputs' outputs (MeTAL's query term)",
@@ -394,7 +400,7 @@ CHOICES = {
     "init.scheme": ("xavier", "model", "torch", "kaiming", "normal"),
     "rule.kind": ("sgd", "lslr", "alfa", "alfa_shared", "lstm"),
     "rule.preprocess": ("log_sign", "none"),
-    "rule.output": ("additive", "rate"),
+    "rule.output": ("additive", "rate", "adam"),
     "rule.generator_layers": (3, 2),
     "rule.form": ("paper", "robust"),
     "rule.schedule": ("per_step", "state"),
@@ -607,6 +613,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.meta_lr must be > 0, got {tr.meta_lr}")
     if cfg.eval.tasks < 1 or cfg.eval.chunk < 1:
         raise ConfigError("eval.tasks and eval.chunk must be >= 1")
+    if cfg.objective.log and cfg.objective.kind not in ("lft", "l2o"):
+        raise ConfigError(f"objective.log applies to objective.kind = lft or l2o, not {cfg.objective.kind!r} "
+                          "(set objective.log = false)")
     if cfg.objective.inner_loss == "metal" and (
             (cfg.oracle.kind == "autograd" and cfg.inner.order == "first") or (cfg.oracle.kind == "zo" and cfg.oracle.detach)):
         raise ConfigError("objective.inner_loss = 'metal' learns through the inner gradients, which a first-order "

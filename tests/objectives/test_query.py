@@ -1,6 +1,6 @@
 import pytest
 
-from innerloop.objectives import FinalQueryLoss, MultiStepLoss
+from innerloop.objectives import FinalQueryLoss, MultiStepLoss, TrajectoryLoss
 
 
 def test_final_only():
@@ -30,3 +30,15 @@ def test_trajectory_weights_and_data():
     assert TrajectoryLoss(data="query").split(xs, ys, xq, yq)[0] is xs  # LFT: fine-tune on D_tr, score on D_val
     x_in, y_in, x_m, y_m = TrajectoryLoss(data="union").split(xs, ys, xq, yq)  # L2O: D_tr u D_val for both
     assert x_in.shape == (5, 1) and torch.equal(x_in, x_m) and torch.equal(y_in, y_m)
+
+
+def test_log_objective_is_refused_where_it_means_nothing():
+    import pytest
+
+    from innerloop import config as C
+    from innerloop.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="objective.log applies to objective.kind = lft or l2o"):
+        C.load("sinusoid/maml", ["objective.log=true"])
+    assert C.load("sinusoid/lft", ["objective.log=true"]).objective.log
+    assert not TrajectoryLoss("final", "query", log=True).final_only  # the checkpointed path has no log

@@ -46,7 +46,8 @@ def mlp_meta(order, objective="lft", executor="loop", preprocess="log_sign", ora
 
 #: the stabilised output forms of issue 23 (each checked like the papers' additive form)
 STABLE = {"rate": {"output": "rate", "scale": 0.5}, "bounded": {"max_update": 0.3},
-          "descent": {"descent": True}, "bounded_descent": {"max_update": 0.3, "descent": True}}
+          "descent": {"descent": True}, "bounded_descent": {"max_update": 0.3, "descent": True},
+          "adam": {"output": "adam", "scale": 0.05, "adam_range": 4.0}}
 
 
 def keyed(meta) -> bool:
@@ -295,6 +296,13 @@ def test_stable_forms_match_a_hand_written_unroll(sine_batch, form):
     def by_hand(theta, grads, state, j):
         flat_g = torch.cat([grads[k].reshape(-1) for k in theta])
         x = log_and_sign(flat_g, rule.k)
+        moments = {}
+        if rule.output == "adam":  # Kingma & Ba's Algorithm 1, eps inside the root
+            m = 0.9 * state["m"] + 0.1 * flat_g
+            v = 0.999 * state["v"] + 0.001 * flat_g**2
+            step = (m / (1 - 0.9 ** (j + 1))) / torch.sqrt(v / (1 - 0.999 ** (j + 1)) + 1e-16)
+            x = torch.cat([x, step[:, None]], dim=1)
+            moments = {"m": m, "v": v}
         hs, cs = [], []
         for layer in range(rule.layers):
             gates = x @ rule.ih[layer].weight.T + rule.ih[layer].bias + state["h"][layer] @ rule.hh[layer].weight.T
@@ -309,7 +317,10 @@ def test_stable_forms_match_a_hand_written_unroll(sine_batch, form):
         for k, p in theta.items():
             n = p.numel()
             g, o = flat_g[off:off + n], out[off:off + n]
-            d = -rule.scale * torch.sigmoid(o) * g if rule.output == "rate" else rule.scale * o
+            if rule.output == "adam":
+                d = -rule.log_rate.exp() * rule.adam_range ** torch.tanh(o) * step[off:off + n]
+            else:
+                d = -rule.scale * torch.sigmoid(o) * g if rule.output == "rate" else rule.scale * o
             if rule.descent:
                 dot = (d * g).sum()
                 d = d - (dot if dot > 0 else 0.0) / (g * g).sum() * g
@@ -318,7 +329,7 @@ def test_stable_forms_match_a_hand_written_unroll(sine_batch, form):
                 d = d / torch.sqrt(1 + (d.norm() / cap) ** 2)
             new[k] = p + d.view_as(p)
             off += n
-        return new, {"h": torch.stack(hs), "c": torch.stack(cs)}, {}
+        return new, {"h": torch.stack(hs), "c": torch.stack(cs), **moments}, {}
 
     meta_hand.rule.forward = by_hand  # the unroll below calls the instance's forward
     a = grads(meta, sine_batch)
@@ -357,8 +368,72 @@ def test_stable_forms_keep_their_promises():
                 torch.testing.assert_close(still[k], params[k], rtol=0, atol=0)
 
 
+def test_untrained_adam_form_is_adam_and_its_steps_are_bounded():
+    """head_init_scale = 0: the rule's first steps equal Adam's at rate ``scale``; trained (random head), no
+    coordinate moves further than adam_range * rate * |Adam's step|, and each moves the way Adam's step points."""
+    from innerloop.rules import Adam
+
+    torch.manual_seed(4)
+    params = {"w": torch.randn(5, 4, dtype=torch.float64), "b": torch.randn(4, dtype=torch.float64)}
+    untrained = CoordinateLSTM(hidden=4, layers=1, output="adam", scale=0.01, head_init_scale=0.0).double()
+    adam = Adam(float(untrained.log_rate.exp()), eps=0.0)  # log(0.01), rounded to float32 at construction
+    p_rule, s_rule = params, untrained.init_state(params)
+    p_adam, s_adam = params, adam.init_state(params)
+    for j in range(4):
+        grads = {k: torch.randn_like(v) for k, v in params.items()}
+        p_rule, s_rule, _ = untrained(p_rule, grads, s_rule, j)
+        p_adam, s_adam, _ = adam(p_adam, grads, s_adam, j)
+        for k in params:
+            torch.testing.assert_close(p_rule[k], p_adam[k], rtol=1e-12, atol=1e-12)
+    trained = lstm(output="adam", scale=0.01, adam_range=3.0).requires_grad_(False)
+    with torch.no_grad():
+        trained.log_rate.fill_(-4.0)
+    rate = float(trained.log_rate.exp())
+    grads = {k: torch.randn_like(v) for k, v in params.items()}
+    new, _, _ = trained(params, grads, trained.init_state(params), 0)
+    for k in params:
+        d, step = new[k] - params[k], grads[k].sign()  # Adam's first step is sign(g)
+        assert bool((d * step <= 0).all()) and bool((d.abs() <= 3.0 * rate * (1 + 1e-12)).all())
+        assert bool((d.abs() >= rate / 3.0 * (1 - 1e-12)).all())
+        assert float((d.abs() / rate - 1).abs().min()) > 0.1  # the trained head does change Adam's rate
+
+
 def test_unknown_output_form_is_a_config_error():
     with pytest.raises(ConfigError, match="rule.output"):
         CoordinateLSTM(output="multiplicative")
     with pytest.raises(ConfigError, match="rule.max_update"):
         CoordinateLSTM(max_update=-1.0)
+    with pytest.raises(ConfigError, match="rule.adam_range"):
+        CoordinateLSTM(output="adam", adam_range=0.5)
+
+
+@pytest.mark.parametrize("order", ["first", "second"])
+def test_log_objective_meta_gradient(sine_batch, order):
+    """objective log = True: the meta-loss is sum_t log L_t (checked by hand), its meta-gradient matches finite
+    differences (second order) and equals sum_t grad(L_t) / L_t taken from the plain objective's terms."""
+    meta = mlp_meta(order, "lft", output="adam", scale=0.05)
+    meta.objective = TrajectoryLoss("uniform", "query", log=True)
+    for loop in meta.loops.values():
+        loop.log_meta = True
+    plain = mlp_meta(order, "lft", output="adam", scale=0.05)
+    fam, tasks = next(iter(meta.groups(sine_batch).items()))
+    torch.manual_seed(11)
+    per_task, _ = meta.task_starts(fam, tasks[0].shape[0])
+    p = {k: v[0] for k, v in per_task.items()}
+    xs, ys, xq, yq = (t[0] for t in tasks)
+    terms = []
+    for t in range(1, 4):  # L_t from the plain objective with one-hot step weights
+        w = [0.0] * 3
+        w[t - 1] = 1.0
+        terms.append(plain.loop.meta_loss(p, None, {}, xs, ys, xq, yq, w)[0])
+    logged = meta.loop.meta_loss(p, None, {}, xs, ys, xq, yq, [1.0] * 3)[0]
+    torch.testing.assert_close(logged, sum(torch.log(t) for t in terms), rtol=1e-12, atol=1e-12)
+    ga = torch.autograd.grad(logged, list(meta.rule.parameters()))
+    gb = torch.autograd.grad(sum(t / t.detach() for t in terms), list(plain.rule.parameters()))
+    for x, y in zip(ga, gb):
+        torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-12)
+    if order == "second":
+        g = grads(meta, sine_batch)
+        for an, fd in directional_checks(list(meta.parameters()), lambda: loss_at(meta, sine_batch), g, directions=2,
+                                         seed=3):
+            assert an == pytest.approx(fd, rel=1e-5, abs=1e-8)

@@ -129,7 +129,8 @@ class MetaLearner(nn.Module):
         if proto_head is not None and checkpoint:
             raise ConfigError("init.proto (Proto-MAML) is not supported with train.checkpoint_unroll: set it to 0")
         self.proto_head = proto_head  # Proto-MAML: each task's output layer starts at its support prototypes
-        self.loops = {f: InnerLoop(l, rule, self.oracle, inner_loss) for f, l in learners.items()}
+        log_meta = bool(getattr(objective, "log", False))
+        self.loops = {f: InnerLoop(l, rule, self.oracle, inner_loss, log_meta) for f, l in learners.items()}
         self.loop = self.loops[next(iter(learners))]
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):

@@ -34,6 +34,7 @@ class InnerLoop:
     rule: UpdateRule
     oracle: object
     inner_loss: nn.Module | None = None  # learned extra loss l_j (MeTAL); None: the task loss alone
+    log_meta: bool = False  # each meta-loss term is log L(D_meta; theta) (TrajectoryLoss(log=True))
 
     def support_loss_fn(self, static: Params, x: Tensor, y: Tensor):
         """The plain task loss on (x, y) as a function of the adapted params."""
@@ -101,6 +102,7 @@ class InnerLoop:
             support.append(loss.detach())
             if w:
                 term = self.learner.loss({**static, **params} if static else params, x_meta, y_meta)
+                term = torch.log(term) if self.log_meta else term
                 term = term if w == 1 else w * term
                 total = term if total is None else total + term
         if total is None:  # every weight zero (a truncated span before the scored steps)

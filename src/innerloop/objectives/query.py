@@ -72,12 +72,17 @@ class TrajectoryLoss(QueryObjective):
     ``weights``: ``"uniform"`` (w_t = 1, Andrychowicz et al.; default), ``"increasing"`` (w_t = t,
     ZO-L2L), ``"final"`` (w_T = 1 only, MAML-like). ``data``: ``"query"`` — the inner loop sees
     D_tr and the meta-loss D_val (LFT); ``"union"`` — both see D_tr u D_val (L2O).
+
+    ``log = True`` sums ``w_t * log L(D; theta_t)`` instead: the meta-gradient of each term is that of the loss
+    divided by its value, so a mixture of task families whose losses differ in scale (sinusoid MSE ~ 1-30,
+    two-way cross-entropy ~ 0.7) weighs every family's relative progress alike [DESIGN: issue 23; the
+    normalised-loss idea of learned-optimizer meta-training, e.g. Metz et al. 2019].
     """
 
-    def __init__(self, weights: str = "uniform", data: str = "query"):
+    def __init__(self, weights: str = "uniform", data: str = "query", log: bool = False):
         if weights not in WEIGHTS or data not in DATA:
             raise ValueError(f"weights must be one of {WEIGHTS} and data one of {DATA}")
-        self.weights, self.data = weights, data
+        self.weights, self.data, self.log = weights, data, log
 
     def step_weights(self, steps: int, epoch: int) -> list[float]:
         if self.weights == "uniform":
@@ -94,4 +99,4 @@ class TrajectoryLoss(QueryObjective):
 
     @property
     def final_only(self) -> bool:
-        return self.weights == "final" and self.data == "query"
+        return self.weights == "final" and self.data == "query" and not self.log

@@ -29,6 +29,18 @@ so every step is a first-order descent direction (for the oracle's gradient) [DE
 a learned diagonal preconditioner: no coordinate moves without a gradient, none moves uphill, and no rate
 exceeds ``scale``, so the rule is SGD-stable wherever SGD at rate ``scale`` is [DESIGN: issue 23].
 
+``output = "adam"`` makes the LSTM a per-coordinate modulator of Adam (Kingma & Ba 2015):
+
+    m_i <- b1 m_i + (1 - b1) g_i,   v_i <- b2 v_i + (1 - b2) g_i^2,   a_i = m_hat_i / sqrt(v_hat_i + eps^2)
+    x_i          = [preprocess(g_i), a_i]                                          (Adam's step is an input)
+    theta_i     <- theta_i - exp(log_rate) * exp(log(r) * tanh(head(h_i))) * a_i     (factor in [1/r, r])
+
+with ``m_hat, v_hat`` bias-corrected at step j + 1, a meta-learned base rate ``log_rate`` (initialised at
+``log(scale)``) and ``r = adam_range``. Every step is bounded by ``r * exp(log_rate)`` per coordinate (about
+that of Adam), and with ``head_init_scale = 0`` the untrained rule *is* Adam at rate ``scale``: meta-training
+starts from the hand-designed optimizer and learns per-coordinate, per-step rate schedules from it. eps sits
+inside the root so the rule stays twice differentiable where a gradient is exactly zero [DESIGN: issue 23].
+
 Defaults follow ``deepmind/learning-to-learn`` (2 layers x 20 units, LogAndSign with k = 5) with
 output scale 0.1 (the L2L paper's value; the code uses 0.01) [INFERRED for LFT]. The ZO-L2L variant
 (1 layer x 10 units, no bias, raw input, head weights x 0.1 at init) is ``CoordinateLSTM.zo_l2l()``.
@@ -47,7 +59,7 @@ from innerloop.params import Params
 from innerloop.rules.base import Info, State, UpdateRule
 
 PREPROCESS = ("log_sign", "none")
-OUTPUTS = ("additive", "rate")
+OUTPUTS = ("additive", "rate", "adam")
 
 
 def log_and_sign(g: Tensor, k: float = 5.0) -> Tensor:
@@ -77,6 +89,9 @@ class CoordinateLSTM(UpdateRule):
         max_update: float = 0.0,
         descent: bool = False,
         output: str = "additive",
+        adam_range: float = 10.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
     ):
         super().__init__()
         if preprocess not in PREPROCESS:
@@ -88,13 +103,20 @@ class CoordinateLSTM(UpdateRule):
         if max_update < 0:
             raise ConfigError(f"rule.max_update = {max_update} must be >= 0 (0: unbounded additive updates)")
         self.hidden, self.layers, self.preprocess, self.k, self.scale = hidden, layers, preprocess, k, scale
+        if output == "adam" and not adam_range >= 1:
+            raise ConfigError(f"rule.adam_range = {adam_range} must be >= 1 (the LSTM scales Adam's rate by [1/r, r])")
         self.max_update, self.descent, self.output = max_update, descent, output
-        d_in = 2 if preprocess == "log_sign" else 1
+        self.adam_range, self.betas, self.eps = adam_range, betas, eps
+        d_in = (2 if preprocess == "log_sign" else 1) + (output == "adam")
         self.ih = nn.ModuleList(nn.Linear(d_in if i == 0 else hidden, 4 * hidden, bias=bias) for i in range(layers))
         self.hh = nn.ModuleList(nn.Linear(hidden, 4 * hidden, bias=False) for _ in range(layers))
         self.head = nn.Linear(hidden, 1, bias=bias)
         with torch.no_grad():
             self.head.weight.mul_(head_init_scale)
+            if self.head.bias is not None and output == "adam":
+                self.head.bias.mul_(head_init_scale)
+        if output == "adam":
+            self.log_rate = nn.Parameter(torch.tensor(math.log(scale)))
 
     @classmethod
     def zo_l2l(cls) -> "CoordinateLSTM":
@@ -105,11 +127,18 @@ class CoordinateLSTM(UpdateRule):
         n = sum(p.numel() for p in params.values())
         ref = next(iter(params.values()))
         zeros = ref.new_zeros(self.layers, n, self.hidden)
-        return {"h": zeros, "c": zeros.clone()}
+        state = {"h": zeros, "c": zeros.clone()}
+        if self.output == "adam":
+            state["m"], state["v"] = ref.new_zeros(n), ref.new_zeros(n)
+        return state
 
     def forward(self, params: Params, grads: Params, state: State, step: int) -> tuple[Params, State, Info]:
         g = torch.cat([grads[k].reshape(-1) for k in params])
         x = log_and_sign(g, self.k) if self.preprocess == "log_sign" else g.unsqueeze(-1)
+        moments = {}
+        if self.output == "adam":
+            a, moments = self._adam(g, state, step)
+            x = torch.cat([x, a.unsqueeze(-1)], dim=-1)
         hs, cs = [], []
         for layer in range(self.layers):
             h, c = state["h"][layer], state["c"][layer]
@@ -120,7 +149,12 @@ class CoordinateLSTM(UpdateRule):
             cs.append(c)
             x = h
         out = self.head(x).squeeze(-1)
-        delta = out * self.scale if self.output == "additive" else -self.scale * torch.sigmoid(out) * g
+        if self.output == "adam":
+            delta = -torch.exp(self.log_rate + math.log(self.adam_range) * torch.tanh(out)) * a
+        elif self.output == "rate":
+            delta = -self.scale * torch.sigmoid(out) * g
+        else:
+            delta = out * self.scale
         new, offset, steps = {}, 0, []
         for k, p in params.items():
             n = p.numel()
@@ -134,7 +168,15 @@ class CoordinateLSTM(UpdateRule):
             new[k] = p + d.view_as(p)
             offset += n
         rms = torch.cat(steps).pow(2).mean().sqrt()
-        return new, {"h": torch.stack(hs), "c": torch.stack(cs)}, {"update_rms": rms}
+        return new, {"h": torch.stack(hs), "c": torch.stack(cs), **moments}, {"update_rms": rms}
+
+    def _adam(self, g: Tensor, state: State, step: int) -> tuple[Tensor, State]:
+        """Adam's bias-corrected step ``m_hat / sqrt(v_hat + eps^2)`` and the new moments."""
+        b1, b2 = self.betas
+        m = b1 * state["m"] + (1 - b1) * g
+        v = b2 * state["v"] + (1 - b2) * g * g
+        t = step + 1
+        return (m / (1 - b1**t)) / torch.sqrt(v / (1 - b2**t) + self.eps**2), {"m": m, "v": v}
 
 
 def downhill(u: Tensor, g: Tensor) -> Tensor:
