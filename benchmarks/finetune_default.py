@@ -136,6 +136,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "results/finetune-default"))
     ap.add_argument("--compare", default="", help="more tuners (names or run folders) whose cached test scores the "
                     "report shows beside --tuner's (score them first with --tuner NAME)")
+    ap.add_argument("--label", default="", help="--validate: how the report names this tuner (default: --tuner)")
     ap.add_argument("--validate", action="store_true",
                     help="score the tuner on validation tasks only, beside the tuned Adam and SGD (choosing a tuner)")
     args = ap.parse_args()
@@ -177,7 +178,7 @@ def main() -> None:
             name = args.tag if method == "tuner" else method
             if args.validate:
                 if method == "tuner":
-                    r = run(f"{fam}|{name}|None|val|loss", lambda: {"marks": [10, 100], "means": [
+                    r = run(f"{fam}|{name}|None|val|loss", lambda: {"label": args.label or args.tuner, "marks": [10, 100], "means": [
                         mean_finite(c) for c in score(learner, init, make_rule(method, lr, args.tuner), val, [10, 100])[0].T]})
                     table.append(f"{fam:14s} {args.tuner} ({name}): {r['means'][0]:.4g} / {r['means'][1]:.4g}")
                 else:
@@ -233,12 +234,40 @@ def write_report(out: Path, done: dict, args) -> None:
                 lines.append(f"| {fam} | {name} | {r['lr'] if r['lr'] is not None else '—'} | {metric} | "
                              + " | ".join(cells) + f" | {flags} |")
                 rows.append((fam, method if method != "tuner" or tname == args.tuner else "other", metric, r, name))
+    lines += validation_section(done, fams)
     lines += training_section(args.tuner)
     lines += ["", "*non-finite*: (task, step count) scores that were NaN or infinite (a diverged fine-tuning); *ends above "
               "start*: the mean query loss after 1,000 steps is above the untrained model's (over-fitting the 10 "
               "support examples, or drifting).", "", "![query loss against steps](figure.png)", ""]
     (out / "results.md").write_text("\n".join(lines))
     plot(out / "figure.png", rows, fams)
+
+
+def validation_section(done: dict, fams: list[str]) -> list[str]:
+    """The tuners screened with ``--validate``: validation query loss after 100 steps, beside tuned Adam's."""
+    screened = {}
+    for k, r in done.items():
+        fam, tag, _, split, _ = k.split("|")
+        if split == "val" and tag.startswith("tuner:"):
+            screened.setdefault(tag, {})[fam] = r
+    if not screened:
+        return []
+    adam = {f: min(done[k]["mean"] for g in GRIDS["adam"] if (k := f"{f}|adam|{g}|val|loss") in done) for f in fams}
+    lines = ["", "## Tuners screened on validation tasks", "",
+             f"Query loss after 100 steps on the {VAL_TASKS} validation tasks per family (`--validate`; the test tasks "
+             "played no part in choosing the shipped tuner). Choice rule: most families at or below tuned Adam, then the "
+             "lowest geometric mean of the ratio to tuned Adam.", "",
+             "| tuner | digest | " + " | ".join(fams) + " | families <= Adam | geo-mean ratio to Adam |",
+             "|---|---|" + "---|" * len(fams) + "---|---|"]
+    for tag, per in screened.items():
+        vals = [per[f]["means"][-1] if f in per else float("nan") for f in fams]
+        ratios = [v / adam[f] for v, f in zip(vals, fams)]
+        geo = math.exp(sum(math.log(x) for x in ratios) / len(ratios)) if all(x > 0 for x in ratios) else float("nan")
+        label = next(iter(per.values())).get("label", tag)
+        lines.append(f"| {label} | `{tag[6:]}` | " + " | ".join(f"{v:.4g}" for v in vals)
+                     + f" | {sum(x <= 1 for x in ratios)} of {len(fams)} | {geo:.3f} |")
+    lines.append("| tuned Adam (per family) | — | " + " | ".join(f"{adam[f]:.4g}" for f in fams) + f" | — | 1 |")
+    return lines
 
 
 def training_section(tuner: str) -> list[str]:
