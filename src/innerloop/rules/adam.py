@@ -9,9 +9,20 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from innerloop.params import Params
 from innerloop.rules.base import Info, State, UpdateRule
+
+
+def adam_moments(m: Tensor, v: Tensor, g: Tensor, betas: tuple[float, float], step: int
+                 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(m_hat, v_hat, m, v)``: the moments after gradient ``g`` at inner step ``step`` (0-based), and their
+    bias-corrected values ``m / (1 - b1^(step+1))``, ``v / (1 - b2^(step+1))``."""
+    b1, b2 = betas
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    return m / (1 - b1 ** (step + 1)), v / (1 - b2 ** (step + 1)), m, v
 
 
 class Adam(UpdateRule):
@@ -26,13 +37,9 @@ class Adam(UpdateRule):
                 **{f"v/{n}": torch.zeros_like(p) for n, p in params.items()}}
 
     def forward(self, params: Params, grads: Params, state: State, step: int) -> tuple[Params, State, Info]:
-        b1, b2 = self.betas
-        t = step + 1
         new_params, new_state = {}, {}
         for n, p in params.items():
-            g = grads[n]
-            m = b1 * state[f"m/{n}"] + (1 - b1) * g
-            v = b2 * state[f"v/{n}"] + (1 - b2) * g * g
-            new_state[f"m/{n}"], new_state[f"v/{n}"] = m, v
-            new_params[n] = p - self.lr * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + self.eps)
+            m_hat, v_hat, new_state[f"m/{n}"], new_state[f"v/{n}"] = adam_moments(
+                state[f"m/{n}"], state[f"v/{n}"], grads[n], self.betas, step)
+            new_params[n] = p - self.lr * m_hat / (v_hat.sqrt() + self.eps)
         return new_params, new_state, {}

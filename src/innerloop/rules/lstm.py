@@ -56,6 +56,7 @@ from torch import Tensor, nn
 
 from innerloop.errors import ConfigError
 from innerloop.params import Params
+from innerloop.rules.adam import adam_moments
 from innerloop.rules.base import Info, State, UpdateRule
 
 PREPROCESS = ("log_sign", "none")
@@ -172,11 +173,8 @@ class CoordinateLSTM(UpdateRule):
 
     def _adam(self, g: Tensor, state: State, step: int) -> tuple[Tensor, State]:
         """Adam's bias-corrected step ``m_hat / sqrt(v_hat + eps^2)`` and the new moments."""
-        b1, b2 = self.betas
-        m = b1 * state["m"] + (1 - b1) * g
-        v = b2 * state["v"] + (1 - b2) * g * g
-        t = step + 1
-        return (m / (1 - b1**t)) / torch.sqrt(v / (1 - b2**t) + self.eps**2), {"m": m, "v": v}
+        m_hat, v_hat, m, v = adam_moments(state["m"], state["v"], g, self.betas, step)
+        return m_hat / torch.sqrt(v_hat + self.eps**2), {"m": m, "v": v}
 
 
 def downhill(u: Tensor, g: Tensor) -> Tensor:
