@@ -238,6 +238,26 @@ def test_torchrun_command_line_equals_one_process(tmp_path):
                        capture_output=True, text=True, env=env).stdout)["values"]
 
 
+
+def test_a_process_of_a_job_exits_without_the_interpreter_teardown_and_loses_no_output():
+    """A process of a job (``WORLD_SIZE`` > 1) leaves by ``os._exit`` (the C++ teardown of the collectives' threads
+    could abort a finished process): its piped output is flushed first, and its exit status is the command's."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    plain = subprocess.run([sys.executable, "-m", "innerloop", "configs", "--keys"], capture_output=True, text=True,
+                           env=env)
+    env["WORLD_SIZE"] = "2"
+    marker = "import atexit, runpy, sys; atexit.register(lambda: print('TEARDOWN', file=sys.stderr)); "
+    for args, code in ((["configs", "--keys"], 0), (["configs", "no/such-config"], 2)):
+        job = subprocess.run([sys.executable, "-c", marker + "sys.argv = ['innerloop', *sys.argv[1:]]; "
+                              "runpy.run_module('innerloop', run_name='__main__')", *args],
+                             capture_output=True, text=True, env=env)
+        assert job.returncode == code, job.stderr[-2000:]
+        assert "TEARDOWN" not in job.stderr  # left before the interpreter's exit handlers
+        if code == 0:
+            assert job.stdout == plain.stdout and len(plain.stdout) > 10_000  # block-buffered pipe: all of it
+        else:
+            assert "innerloop: error:" in job.stderr
+
 @pytest.mark.parametrize("config,extra", [("sinusoid/alfa-maml", []), ("sinusoid/alfa-random", []),
                                           ("sinusoid/lft", ['oracle.kind="zo"', "inner.steps=3"])])
 def test_sharded_evaluation_equals_one_process(tmp_path, config, extra):
