@@ -10,7 +10,8 @@ from innerloop.reproduce import lft_sinusoid
 def test_stable_rows_add_the_issue_23_settings_to_their_papers_form_row():
     rows = {r.id: r for r in lft_sinusoid.rows_for("paper", "cpu")}
     assert sorted(rows) == sorted([f"{m}-{o}" for o in ("fo", "zo") for m in
-                                   ("lft", "l2o", "maml", "lft-stable", "l2o-stable")] + ["lft-oa50-zo"])
+                                   ("lft", "l2o", "maml", "lft-stable", "l2o-stable", "lft-adam", "l2o-adam")]
+                                  + ["lft-oa50-zo"])
     for oracle in ("fo", "zo"):
         for m in ("lft", "l2o"):
             plain, stable = rows[f"{m}-{oracle}"], rows[f"{m}-stable-{oracle}"]
@@ -20,6 +21,12 @@ def test_stable_rows_add_the_issue_23_settings_to_their_papers_form_row():
             assert (cfg.rule.max_update, cfg.rule.descent, cfg.train.horizon, cfg.train.truncation) == (0.1, True, 100, 20)
             assert cfg.oracle.noise == "keyed" and config.load(plain.config, plain.overrides).oracle.noise == "stream"
             assert max(stable.record) == 200
+            adam = rows[f"{m}-adam-{oracle}"]
+            assert adam.method == plain.method + " (adam)" and max(adam.record) == 200
+            assert adam.overrides == [o for o in plain.overrides if o != 'oracle.noise="stream"'] + lft_sinusoid.ADAM
+            cfg = config.load(adam.config, adam.overrides)
+            assert (cfg.rule.output, cfg.rule.head_init_scale, cfg.train.horizon, cfg.train.truncation) == ("adam", 0.0, 100, 20)
+            assert cfg.objective.kind == config.load(plain.config, plain.overrides).objective.kind
 
 
 def test_structured_zeroth_order_row_is_the_papers_form_with_the_screened_estimator():
@@ -46,7 +53,7 @@ def _row(method, oracle, level, slope):
 def test_report_says_which_rows_stay_stable_and_orders_them_paired(tmp_path):
     results = [_row(m, o, lvl, sl) for o in ("fo", "zo") for m, lvl, sl in
                [("LFT", 2.0, 1.0), ("L2O", 2.5, 1.0), ("MAML", 1.0, -0.01), ("LFT (stable)", 1.5, -0.02),
-                ("L2O (stable)", 2.2, -0.02)]]
+                ("L2O (stable)", 2.2, -0.02), ("LFT (adam)", 1.2, -0.03), ("L2O (adam)", 1.3, -0.03)]]
     info = {"hardware": "test", "train_wall_s": 60.0}
     lft_sinusoid.write_markdown(tmp_path, results, "smoke", info)
     text = (tmp_path / "results.md").read_text()
@@ -56,6 +63,9 @@ def test_report_says_which_rows_stay_stable_and_orders_them_paired(tmp_path):
     assert len(stable_lines) == 1
     diff = next(l for l in text.splitlines() if l.startswith("| FO | LFT (stable) − L2O (stable) |"))
     assert diff.count(" *") == 3 and abs(float(diff.split(" | ")[2].split()[0]) + 0.7 * 0.98) < 0.05  # (1.5 - 2.2) x 0.98 at 20 steps
-    assert "| LFT (stable) | " in text.split("## Zeroth- against first-order LFT")[1]
+    zo_fo = text.split("## Zeroth- against first-order LFT")[1]
+    assert "| LFT (stable) | " in zo_fo and "| LFT (adam) | " in zo_fo
+    diff = next(l for l in text.splitlines() if l.startswith("| ZO | LFT (adam) − L2O (adam) |"))
+    assert diff.count(" *") == 3  # 1.2 vs 1.3 over the same 50 tasks, noise 0.05 per task
     lft_sinusoid.plot(results, tmp_path / "f.png")
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"

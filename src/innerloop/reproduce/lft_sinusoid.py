@@ -32,6 +32,13 @@ SUFFIX = " (stable)"
 #: budget whose 100- and 200-step MSE fell below its 20-step one.
 STRUCTURED = ['oracle.directions="orthogonal"', "oracle.antithetic=true", "oracle.q=50"]
 STRUCTURED_METHOD = "LFT (orthogonal antithetic q = 50)"
+#: issue 23: the LSTM modulating Adam (``rule.output = "adam"``: Adam's step at a meta-learned base rate, scaled per
+#: coordinate by the LSTM within [1/10, 10]; untrained it *is* Adam at ``rule.scale``), trained over 20..100-step
+#: unrolls in truncated 20-step segments. Chosen on the validation screen (results/lft-horizon/, eval.seed 7), never
+#: on the test tasks.
+ADAM = ['rule.output="adam"', "rule.scale=0.01", "rule.head_init_scale=0", "rule.bias=false", "train.horizon=100",
+        "train.truncation=20"]
+ADAM_SUFFIX = " (adam)"
 #: loss queries per zeroth-order step, by method (the rest: Gaussian q = 20, q + 1)
 QUERIES = {STRUCTURED_METHOD: "101 (q = 50 orthogonal directions, central differences: 2q + 1)"}
 ORACLES = {"fo": ['oracle.kind="autograd"'], "zo": ['oracle.kind="zo"', "oracle.q=20", "oracle.mu=0.005"]}
@@ -63,6 +70,10 @@ def rows_for(budget: str, device: str) -> list[Row]:
             rows.append(Row(
                 id=f"{method.lower()}-stable-{oracle}", method=method + SUFFIX, setting=dict(plain.setting),
                 config=plain.config, overrides=[*plain.overrides, *STABLE], paper=None, record=[0, *STEPS],
+            ))
+            rows.append(Row(
+                id=f"{method.lower()}-adam-{oracle}", method=method + ADAM_SUFFIX, setting=dict(plain.setting),
+                config=plain.config, overrides=[*plain.overrides, *ADAM], paper=None, record=[0, *STEPS],
             ))
     lft_zo = next(r for r in rows if r.id == "lft-zo")
     rows.append(Row(id="lft-oa50-zo", method=STRUCTURED_METHOD, setting=dict(lft_zo.setting), config=lft_zo.config,
@@ -114,7 +125,7 @@ def figure(results: list[dict[str, Any]]):
             x = [s["steps"] for s in pts]
             m = [s["mean"] for s in pts]
             sd = [s["std"] for s in pts]
-            style = method_style(r["method"].removesuffix(SUFFIX))
+            style = method_style(r["method"].removesuffix(SUFFIX).removesuffix(ADAM_SUFFIX))
             papers_form = r["method"] in ("LFT", "L2O") and any(o["method"].endswith(SUFFIX) for o in results)
             ax.plot(x, m, "--" if papers_form else "-", ms=6, lw=1.4 if papers_form else 2.2, label=r["method"],
                     markerfacecolor="white" if papers_form else style["color"], **style)
@@ -171,6 +182,12 @@ def write_markdown(out: Path, results: list[dict[str, Any]], budget: str, info: 
         f"(`{' '.join('--set ' + o for o in STRUCTURED)}`); chosen on the same validation screen, where Gaussian "
         "directions at the same 101 queries per step (q = 100) rose again past 50 steps.",
         "",
+        f"*(adam)* rows (issue 23): the same LSTM, objective and budget, modulating Adam: Adam's step (its "
+        "moments are per-coordinate rule state) at a meta-learned base rate that starts at 0.01, scaled per "
+        "coordinate by the LSTM within [1/10, 10], so every update is bounded and the untrained rule is Adam; "
+        "trained over 20..100-step unrolls in truncated 20-step segments as the stable rows "
+        f"(`{' '.join('--set ' + o for o in ADAM)}`). Chosen on the same validation screen.",
+        "",
         "![MSE against fine-tuning steps](figure4.png)",
         "",
         "| oracle | method | " + " | ".join(f"{s} steps" for s in STEPS) + " |",
@@ -189,7 +206,8 @@ def write_markdown(out: Path, results: list[dict[str, Any]], budget: str, info: 
 
 
 #: the paired differences the issue-23 table reports: (a, b), each on both oracles
-PAIRS = [("LFT" + SUFFIX, "L2O" + SUFFIX), ("LFT", "L2O"), ("LFT" + SUFFIX, "LFT"), ("L2O" + SUFFIX, "L2O"),
+PAIRS = [("LFT" + ADAM_SUFFIX, "L2O" + ADAM_SUFFIX), ("LFT" + ADAM_SUFFIX, "LFT" + SUFFIX),
+         ("LFT" + ADAM_SUFFIX, "MAML"), ("LFT" + SUFFIX, "L2O" + SUFFIX), ("LFT", "L2O"), ("LFT" + SUFFIX, "LFT"), ("L2O" + SUFFIX, "L2O"),
          ("LFT" + SUFFIX, "MAML"), (STRUCTURED_METHOD, "LFT"), (STRUCTURED_METHOD, "L2O" + SUFFIX)]
 PAIR_STEPS = [20, 100, 200]
 
@@ -229,7 +247,7 @@ def comparisons(results: list[dict[str, Any]]) -> list[str]:
             lines.append(f"| {oracle.upper()} | {a} − {b} | " + " | ".join(cells) + " |")
     lines += ["", "\\* the CI excludes 0.", "", "## Zeroth- against first-order LFT", "",
               "| method | FO MSE, 20 steps | ZO MSE, 20 steps | ZO / FO | loss queries per ZO step |", "|---|---|---|---|---|"]
-    for method in ("LFT", "LFT" + SUFFIX, STRUCTURED_METHOD):
+    for method in ("LFT", "LFT" + SUFFIX, "LFT" + ADAM_SUFFIX, STRUCTURED_METHOD):
         # a zeroth-order-only method is set against the first-order LFT of the papers' form
         fo, zo = at.get((method, "fo"), at.get(("LFT", "fo"))), at.get((method, "zo"))
         if fo and zo and 20 in fo and 20 in zo:
