@@ -322,7 +322,7 @@ def build_rule(cfg: Config, learner: Learner, model: nn.Module) -> nn.Module:
         return PerStepLayerLR(learner.inner, steps, r.lr)
     if r.kind == "alfa_shared":
         return SharedALFA(lr=r.lr, weight_decay=r.weight_decay, hidden=r.hidden, bound=r.bound,
-                          detach_grad_input=r.detach_grad_input)
+                          detach_grad_input=r.detach_grad_input, relative=r.relative)
     if r.kind == "lstm":
         return CoordinateLSTM(hidden=r.hidden, layers=r.layers, preprocess=r.preprocess, k=r.log_k, scale=r.scale,
                               bias=r.bias, head_init_scale=r.head_init_scale, max_update=r.max_update,

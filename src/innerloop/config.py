@@ -111,6 +111,7 @@ class RuleConfig:
     detach_grad_input: bool = True
     form: str = "robust"
     bound: float = 2.0
+    relative: bool = False
     schedule: str = "per_step"
     hidden: int = 20
     layers: int = 2
@@ -298,6 +299,8 @@ KEY_DOCS: dict[str, str] = {
     "rule.form": "alfa: robust (default: starts as LSLR, bounded multipliers, positive rates, decay <= 1) or paper "
                  "(the authors' raw outputs)",
     "rule.bound": "alfa robust, alfa_shared: the generated multipliers stay within [1/bound, bound] (> 1)",
+    "rule.relative": "alfa_shared: the generator's outputs are centred over the tensors, so it only shares the rate out "
+                     "and the learned base rate sets the scale",
     "rule.schedule": "alfa: per_step (post-multipliers per step; past the trained steps the last is reused) or state "
                      "(one per layer; defined for any number of steps)",
     "rule.hidden": "lstm: hidden units per layer; alfa_shared: the generator's width (>= 1)",

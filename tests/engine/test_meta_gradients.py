@@ -24,8 +24,9 @@ def make_rule(kind, model, learner, steps, detach=True):
             for p in r.parameters():
                 p.uniform_(0.05, 0.3)
         return r
-    if kind == "alfa-shared":
-        r = SharedALFA(lr=0.1, weight_decay=0.5, hidden=6, bound=3.0, detach_grad_input=detach)
+    if kind.startswith("alfa-shared"):
+        r = SharedALFA(lr=0.1, weight_decay=0.5, hidden=6, bound=3.0, detach_grad_input=detach,
+                       relative=kind == "alfa-shared-relative")
     elif kind in ("alfa", "alfa-robust", "alfa-robust-state"):
         r = ALFA(shapes, steps, lr=0.1, weight_decay=0.5, detach_grad_input=detach,
                  form="paper" if kind == "alfa" else "robust",
@@ -77,17 +78,23 @@ def hand_unroll(kind, meta, batch, order):
                 new = {n: theta[n] - rule.lr * g[n] for n in names}
             elif kind == "lslr":
                 new = {n: theta[n] - rule.lrs[n.replace(".", "__")][j] * g[n] for n in names}
-            elif kind == "alfa-shared":
+            elif kind.startswith("alfa-shared"):
+                feats = []
                 for n in names:
                     t, gi = theta[n], (g[n].detach() if rule.detach_grad_input else g[n])
                     fan = math.prod(t.shape[1:]) if t.ndim > 1 else 1
-                    f = torch.stack([t.mean(), torch.log10(torch.sqrt((t * t).mean() + 1e-12)), gi.mean(),
-                                     torch.log10(torch.sqrt((gi * gi).mean() + 1e-12)),
-                                     *[torch.tensor(v, dtype=t.dtype) for v in
-                                       (math.log10(fan), t.ndim == 1, t.ndim == 2, t.ndim > 2, math.log10(1 + j))]])
-                    o = rule.bound ** torch.tanh(rule.generator(f))
+                    feats.append(torch.stack([t.mean(), torch.log10(torch.sqrt((t * t).mean() + 1e-12)), gi.mean(),
+                                              torch.log10(torch.sqrt((gi * gi).mean() + 1e-12)),
+                                              *[torch.tensor(v, dtype=t.dtype) for v in
+                                                (math.log10(fan), t.ndim == 1, t.ndim == 2, t.ndim > 2, math.log10(1 + j))]]))
+                raw = [rule.generator(f) for f in feats]
+                if kind == "alfa-shared-relative":  # centred over the tensors, output by output
+                    mean = sum(raw) / len(raw)
+                    raw = [r_ - mean for r_ in raw]
+                for n, r_ in zip(names, raw):
+                    o = rule.bound ** torch.tanh(r_)
                     lr, dec = rule.log_lr.exp() * o[0], torch.clamp(rule.log_wd.exp() * o[1], max=1.0)
-                    new[n] = (1 - dec) * t - lr * g[n]
+                    new[n] = (1 - dec) * theta[n] - lr * g[n]
             else:
                 tau = torch.cat([torch.stack([theta[n].mean() for n in names]), torch.stack([(g[n].detach() if rule.detach_grad_input else g[n]).mean() for n in names])])
                 out = rule.generator(tau)
@@ -113,7 +120,7 @@ def hand_unroll(kind, meta, batch, order):
     return [g if g is not None else torch.zeros_like(p) for g, p in zip(gs, params)]
 
 
-KINDS = ["maml", "lslr", "alfa", "alfa-robust", "alfa-robust-state", "alfa-shared", "alfa-random"]
+KINDS = ["maml", "lslr", "alfa", "alfa-robust", "alfa-robust-state", "alfa-shared", "alfa-shared-relative", "alfa-random"]
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -17,7 +17,7 @@ def test_rows_cover_the_table_for_every_budget():
         rows = rows_for(budget, "cpu")
         assert {(r.method, f"{r.setting['ways']}w{r.setting['shots']}s") for r in rows} == {
             (m, s) for m in METHODS for s in SETTINGS}
-        assert len({r.id for r in rows}) == len(rows) == 24
+        assert len({r.id for r in rows}) == len(rows) == 27
         assert all(r.paper == PAPER.get((r.method, f"{r.setting['ways']}w{r.setting['shots']}s")) for r in rows)
     assert sum(r.paper is not None for r in rows_for("cpu", "cpu")) == 3  # MAML 98.7 / 99.9 / 95.8
 
@@ -29,6 +29,8 @@ def test_robust_alfa_rows_carry_their_form_and_schedule():
     assert "5w1s-alfa-maml" in {r.id for r in rows_for("cpu", "cpu")}  # the paper form keeps its id
     (shared,) = [r for r in rows_for("cpu", "cpu") if r.id == "5w1s-alfa-maml-shared"]
     assert 'rule.kind="alfa_shared"' in shared.overrides
+    (relative,) = [r for r in rows_for("cpu", "cpu") if r.id == "5w1s-alfa-maml-shared-relative"]
+    assert relative.overrides == shared.overrides + ["rule.relative=true"]
     metal = {r.id: r for r in rows_for("smoke", "cpu") if r.method.startswith("MeTAL")}
     assert set(metal) == {f"{s}-metal{a}" for s in SETTINGS for a in ("", "-alfa")}
     for r in metal.values():  # the learned loss needs second order, even where the budget trains first order

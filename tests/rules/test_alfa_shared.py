@@ -51,8 +51,32 @@ def test_rates_stay_within_the_bound_and_decay_at_most_one():
     assert torch.all(info["wd"] == 1.0)  # 0.5 * 2 = 1, clipped there
 
 
-def test_runs_under_vmap_like_a_loop():
-    rule = SharedALFA(lr=0.1)
+def test_relative_outputs_share_the_rate_out_and_cannot_all_saturate():
+    """``relative``: the generator's outputs are centred over the tensors before the bound, so a common shift of
+    every output (the direction that drove the 4-CONV row to 1/B everywhere) changes nothing."""
+    torch.manual_seed(0)
+    rule = SharedALFA(lr=0.1, weight_decay=0.01, bound=2.0, relative=True)
+    with torch.no_grad():
+        rule.generator[-1].weight.normal_(0, 0.5)
+    p, g = params_grads(Conv4(1, 5, 4, 28))
+    _, _, a = rule(p, g, {}, 1)
+    with torch.no_grad():
+        rule.generator[-1].bias.sub_(1e3)  # would pin every multiplier at 1/2 without centring
+    _, _, b = rule(p, g, {}, 1)
+    torch.testing.assert_close(a["lr"], b["lr"])
+    logs = torch.log(a["lr"] / 0.1)
+    assert logs.std() > 0.05 and torch.all(logs.abs() <= math.log(2.0) + 1e-6)
+    plain = SharedALFA(lr=0.1, weight_decay=0.01, bound=2.0)
+    plain.load_state_dict(rule.state_dict())
+    _, _, c = plain(p, g, {}, 1)
+    torch.testing.assert_close(c["lr"], torch.full_like(c["lr"], 0.05))  # the saturated form: 1/B for every tensor
+    one, _, info = rule({"w": p["classifier.weight"]}, {"w": g["classifier.weight"]}, {}, 0)
+    assert info["lr"].item() == pytest.approx(0.1)  # one tensor: nothing to share out, the base rate
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_runs_under_vmap_like_a_loop(relative):
+    rule = SharedALFA(lr=0.1, relative=relative)
     with torch.no_grad():
         for q in rule.generator.parameters():
             q.add_(0.1 * torch.randn_like(q))

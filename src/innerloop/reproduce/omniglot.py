@@ -19,13 +19,16 @@ PAPER_CI = {("MAML", "5w1s"): 0.4, ("MAML", "5w5s"): 0.1, ("MAML", "20w1s"): 0.3
 SETTINGS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1)}
 METHODS = {"MAML": "omniglot/maml", "ALFA+MAML": "omniglot/alfa-maml", "ALFA+Random": "omniglot/alfa-random",
            "MAML+L2F": "omniglot/maml-l2f", "robust ALFA+MAML": "omniglot/alfa-maml",
-           "shared ALFA+MAML": "omniglot/alfa-maml", "MeTAL": "omniglot/metal", "MeTAL+ALFA": "omniglot/metal-alfa"}
+           "shared ALFA+MAML": "omniglot/alfa-maml", "shared-relative ALFA+MAML": "omniglot/alfa-maml", "MeTAL": "omniglot/metal", "MeTAL+ALFA": "omniglot/metal-alfa"}
 #: a method's overrides on top of its config: robust ALFA (issue 24) starts as LSLR, bounded multipliers, and one
 #: post-multiplier per layer for every step (defined past the trained steps)
 METHOD_OVERRIDES = {"robust ALFA+MAML": ['rule.form="robust"', 'rule.schedule="state"'],
                     # transferable ALFA: one generator for every tensor (rules/alfa_shared.py); its run is the source
                     # of benchmarks/alfa_transfer.py (the same rule applied unchanged to other architectures)
                     "shared ALFA+MAML": ['rule.kind="alfa_shared"'],
+                    # the same with the generator's outputs centred over the tensors (the shared row's generator
+                    # saturated at 1/B on every tensor: a learned scalar rate)
+                    "shared-relative ALFA+MAML": ['rule.kind="alfa_shared"', "rule.relative=true"],
                     # MeTAL's learned inner loss learns through the inner gradients: second order in every budget
                     "MeTAL": ['inner.order="second"'], "MeTAL+ALFA": ['inner.order="second"']}
 
@@ -162,6 +165,11 @@ def write_markdown(out: Path, results: list[dict[str, Any]], budget: str, info: 
         lines += ["", "*shared ALFA+MAML* (issue 24): `rule.kind = \"alfa_shared\"`, one generator for every tensor fed "
                   "per-tensor statistics, so its meta-parameters fit any architecture (`benchmarks/alfa_transfer.py` "
                   "applies this row's rule to other models)."]
+    if "shared-relative ALFA+MAML" in shown:
+        lines += ["", "*shared-relative ALFA+MAML* (issue 24): the same with `rule.relative = true`: the generator's "
+                  "outputs are centred over the model's tensors, so it only shares the rate and decay out between "
+                  "tensors and the learned base rate sets their scale (the shared row's generator ended at its lower "
+                  "bound on every tensor, step and task)."]
     if "MeTAL" in shown or "MeTAL+ALFA" in shown:
         lines += ["", "*MeTAL*, *MeTAL+ALFA* (issue 24): MAML / ALFA+MAML with MeTAL's learned inner loss "
                   "(`objective.inner_loss = \"metal\"`, `objectives/learned_loss.py`): the inner loop descends the "

@@ -11,6 +11,13 @@ tensor, and emits that tensor's learning rate and weight decay:
     decay_l = min(exp(log_wd) * B ** tanh(o_l[1]), 1)
     theta_l <- (1 - decay_l) * theta_l - alpha_l * g_l
 
+With ``relative = True`` the generator's outputs are centred over the model's tensors before the bound,
+``o_l <- o_l - mean_l' o_l'`` (each of the two outputs): the generator then only shares the rate and decay out between
+tensors, and ``log_lr`` / ``log_wd`` alone set their overall scale. Without it the two overlap, and meta-training can
+drive every tensor's multiplier to the bound together: the 4-CONV Omniglot row (rule.relative = false) ended with the
+multiplier at exactly 1/B on every tensor, step and task, a learned scalar rate (results/alfa-transfer/README.md).
+[DESIGN: issue 24, relative = true is the option that removes that degenerate direction.]
+
 ``log_lr`` starts at log(lr), ``log_wd`` at log(weight_decay * lr): the rule starts as SGD at ``lr`` with a tiny
 decay, and every meta-parameter is architecture-free, so one trained rule adapts a 4-CONV, an MLP or a ResNet,
 serves incongruous meta-batches, and can be handed to ``innerloop finetune``. The step enters as log10(1 + j),
@@ -51,7 +58,7 @@ class SharedALFA(UpdateRule):
     steps = None  # defined for any number of steps
 
     def __init__(self, lr: float = 0.01, weight_decay: float = 5e-4, hidden: int = 32, bound: float = 2.0,
-                 detach_grad_input: bool = True):
+                 detach_grad_input: bool = True, relative: bool = False):
         super().__init__()
         if lr <= 0 or weight_decay <= 0:
             raise ConfigError("rule.kind = 'alfa_shared' keeps its rate and decay positive (log space): use rule.lr > 0 "
@@ -61,6 +68,7 @@ class SharedALFA(UpdateRule):
         if hidden < 1:
             raise ConfigError(f"rule.hidden = {hidden} must be >= 1")
         self.bound, self.detach_grad_input, self.lr = float(bound), detach_grad_input, float(lr)
+        self.relative = bool(relative)
         self.log_lr = nn.Parameter(torch.tensor(math.log(lr)))
         self.log_wd = nn.Parameter(torch.tensor(math.log(weight_decay * lr)))
         head = nn.Linear(hidden, 2)
@@ -90,7 +98,10 @@ class SharedALFA(UpdateRule):
         feats = torch.stack([
             tensor_features(params[k], grads[k].detach() if self.detach_grad_input else grads[k], step) for k in names
         ])
-        out = torch.exp(torch.tanh(self.generator(feats)) * math.log(self.bound))  # [tensors, 2], 1 at start
+        raw = self.generator(feats)  # [tensors, 2], 0 at start
+        if self.relative:  # shares out between tensors only: the common mode belongs to log_lr / log_wd
+            raw = raw - raw.mean(0, keepdim=True)
+        out = torch.exp(torch.tanh(raw) * math.log(self.bound))
         lrs = self.log_lr.exp() * out[:, 0]
         decays = (self.log_wd.exp() * out[:, 1]).clamp(max=1.0)
         new = {k: (1 - decays[i]) * params[k] - lrs[i] * grads[k] for i, k in enumerate(names)}
