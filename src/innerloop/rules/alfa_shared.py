@@ -15,7 +15,7 @@ With ``relative = True`` the generator's outputs are centred over the model's te
 ``o_l <- o_l - mean_l' o_l'`` (each of the two outputs): the generator then only shares the rate and decay out between
 tensors, and ``log_lr`` / ``log_wd`` alone set their overall scale. Without it the two overlap, and meta-training can
 drive every tensor's multiplier to the bound together: the 4-CONV Omniglot row (rule.relative = false) ended with the
-multiplier at exactly 1/B on every tensor, step and task, a learned scalar rate (results/alfa-transfer/README.md).
+multiplier at exactly 1/B on every tensor, step and task, a learned scalar rate (results/alfa-transfer/results.md).
 [DESIGN: issue 24, relative = true is the option that removes that degenerate direction.]
 
 ``log_lr`` starts at log(lr), ``log_wd`` at log(weight_decay * lr): the rule starts as SGD at ``lr`` with a tiny
