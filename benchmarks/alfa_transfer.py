@@ -102,19 +102,13 @@ def rate_spread(run: Path, rule, n_tasks: int = 20) -> dict:
     from innerloop.build import build_tasks
     from innerloop.engine import MetaLearner
     from innerloop.loading import load
+    from innerloop.plots import generated_rates
 
     base = load(run)
-    cfg = base.config
     meta = MetaLearner(base.learner, base.init, rule, base.oracle, steps=max(STEPS))
-    tasks = build_tasks(cfg)
-    kw = {"dtype": next(base.init.parameters()).dtype}
-    if hasattr(tasks, "eval_batches"):
-        batch = next(iter(tasks.eval_batches(n_tasks, cfg.eval.seed, cfg.task.eval_query, n_tasks, **kw)))
-    else:
-        batch = tasks.eval_set(n_tasks, cfg.eval.seed, cfg.task.eval_query, **kw)
     with torch.no_grad():
-        _, info = meta.evaluate(batch, steps=max(STEPS), chunk=n_tasks, seed=cfg.eval.seed)
-        m = (info["lr"] / rule.log_lr.exp()).flatten().double()
+        lr, _ = generated_rates(base.config, meta, build_tasks(base.config), n_tasks, max(STEPS))
+        m = (lr / rule.log_lr.exp()).flatten().double()
     q = torch.quantile(m, torch.tensor([0.0, 0.5, 1.0], dtype=m.dtype)).tolist()
     return {"min": q[0], "median": q[1], "max": q[2]}
 

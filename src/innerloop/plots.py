@@ -58,7 +58,13 @@ def generated_hyperparameters(run_dir: str | Path, tasks: int = 100, steps: int 
     from innerloop.train import load_run
 
     cfg, meta, task_family = load_run(run_dir)
-    steps = cfg.inner.steps if steps is None else steps
+    lr, wd = generated_rates(cfg, meta, task_family, tasks, cfg.inner.steps if steps is None else steps)
+    return {"layers": list(meta.learner.inner), "lr": lr, "wd": wd, "rule": cfg.rule.kind}
+
+
+def generated_rates(cfg, meta, task_family, tasks: int, steps: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The learning rates and weight decays ``meta``'s rule generates on the first ``tasks`` test tasks of
+    ``task_family`` (``[tasks, steps, layers]`` each; decay None if the rule has none), as ``cfg`` evaluates them."""
     kw = {"dtype": DTYPES[cfg.train.dtype], "device": cfg.train.device}
     infos = []
     if hasattr(task_family, "eval_batches"):
@@ -71,7 +77,7 @@ def generated_hyperparameters(run_dir: str | Path, tasks: int = 100, steps: int 
         raise UserError(f"rule.kind = '{cfg.rule.kind}' generates no per-step hyperparameters to plot: use an ALFA run")
     lr = torch.cat([i["lr"] for i in infos])
     wd = torch.cat([i["wd"] for i in infos]) if "wd" in infos[0] else None
-    return {"layers": list(meta.learner.inner), "lr": lr, "wd": wd, "rule": cfg.rule.kind}
+    return lr, wd
 
 
 def _layer_styles(layers: list[str]) -> list[dict[str, Any]]:

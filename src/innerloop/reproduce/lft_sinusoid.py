@@ -207,8 +207,8 @@ def write_markdown(out: Path, results: list[dict[str, Any]], budget: str, info: 
 
 #: the paired differences the issue-23 table reports: (a, b), each on both oracles
 PAIRS = [("LFT" + ADAM_SUFFIX, "L2O" + ADAM_SUFFIX), ("LFT" + ADAM_SUFFIX, "LFT" + SUFFIX),
-         ("LFT" + ADAM_SUFFIX, "MAML"), ("LFT" + SUFFIX, "L2O" + SUFFIX), ("LFT", "L2O"), ("LFT" + SUFFIX, "LFT"), ("L2O" + SUFFIX, "L2O"),
-         ("LFT" + SUFFIX, "MAML"), (STRUCTURED_METHOD, "LFT"), (STRUCTURED_METHOD, "L2O" + SUFFIX)]
+         ("LFT" + ADAM_SUFFIX, "MAML"), ("LFT" + SUFFIX, "L2O" + SUFFIX), ("LFT", "L2O"), ("LFT" + SUFFIX, "LFT"),
+         ("L2O" + SUFFIX, "L2O"), ("LFT" + SUFFIX, "MAML"), (STRUCTURED_METHOD, "LFT"), (STRUCTURED_METHOD, "L2O" + SUFFIX)]
 PAIR_STEPS = [20, 100, 200]
 
 
